@@ -126,7 +126,8 @@ class LocalStacApi:
                 return self
             last_err = log.read_text(errors="replace")[-2000:]
             self.stop()
-        raise ServerError(f"rustac serve did not start on {HOST}: {last_err.strip() or 'no output'}")
+        raise ServerError(
+            f"rustac serve did not start on {HOST}: {last_err.strip() or 'no output'}")
 
     def _wait_ready(self, log: Path) -> bool:
         deadline = time.monotonic() + self.timeout

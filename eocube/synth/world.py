@@ -160,10 +160,12 @@ def _make_roads(spec: CitySpec, rng: np.random.Generator):
     step = spec.size_m / n
     jitter = 0.12 * step
     # each interior line i: offset at the low and high end of the perpendicular axis
-    v = [(x0 + i * step + rng.uniform(-jitter, jitter), x0 + i * step + rng.uniform(-jitter, jitter))
-         for i in range(1, n)]
-    h = [(y0 + i * step + rng.uniform(-jitter, jitter), y0 + i * step + rng.uniform(-jitter, jitter))
-         for i in range(1, n)]
+    def jittered(origin: float) -> list[tuple[float, float]]:
+        return [(origin + i * step + rng.uniform(-jitter, jitter),
+                 origin + i * step + rng.uniform(-jitter, jitter)) for i in range(1, n)]
+
+    v = jittered(x0)
+    h = jittered(y0)
     rows = []
     for i, (a, b) in enumerate(v, start=1):
         kind = "arterial" if i % 3 == 0 else "local"

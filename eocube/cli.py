@@ -1,0 +1,90 @@
+"""The ``eocube`` command line: each command parses, calls the library, and writes."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from eocube.errors import EocubeError
+
+app = typer.Typer(add_completion=False, no_args_is_help=True,
+                  help="Earth-observation data cubes on Dask for urban science.")
+
+
+@app.command()
+def synth(out: Annotated[Path, typer.Argument(help="folder to write the archive to")],
+          preset: Annotated[str, typer.Option(help="tiny or demo")] = "tiny",
+          seed: Annotated[int, typer.Option(help="city seed")] = 0,
+          overwrite: Annotated[bool, typer.Option(help="replace an existing archive")] = False,
+          workers: Annotated[int, typer.Option(help="processes")] = 1) -> None:
+    """Build a synthetic city as a STAC archive."""
+    from eocube.synth import build_city
+
+    path = build_city(out, preset=preset, seed=seed, overwrite=overwrite, workers=workers)
+    typer.echo(str(path))
+
+
+@app.command()
+def serve(path: Annotated[Path, typer.Argument(help="archive folder")],
+          port: Annotated[int | None, typer.Option(help="port (default: a free one)")] = None
+          ) -> None:
+    """Serve an archive as a STAC API on 127.0.0.1 until interrupted."""
+    from eocube.catalog import LocalStacApi
+
+    with LocalStacApi(path, port=port) as api:
+        typer.echo(f"STAC API at {api.url} (Ctrl-C to stop)", err=False)
+        sys.stdout.flush()
+        try:
+            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        except KeyboardInterrupt:
+            pass
+
+
+@app.command()
+def validate(path: Annotated[Path, typer.Argument(help="archive folder")]) -> None:
+    """Validate every STAC Catalog, Collection and Item in an archive."""
+    from eocube.catalog import open_archive
+    from eocube.catalog.validate import stac_problems
+
+    arch = open_archive(path)
+    n, problems = 0, []
+    for p in sorted(arch.root.rglob("*.json")):
+        if p.name == "manifest.json":
+            continue
+        n += 1
+        problems += stac_problems(json.loads(p.read_text()))
+    for pr in problems:
+        typer.echo(pr, err=True)
+    typer.echo(f"{n} STAC objects, {len(problems)} problems")
+    raise typer.Exit(1 if problems else 0)
+
+
+@app.command()
+def run(out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
+        preset: Annotated[str, typer.Option(help="tiny or demo")] = "demo",
+        seed: Annotated[int, typer.Option(help="city seed")] = 0,
+        workers: Annotated[int, typer.Option(help="Dask workers and build processes")] = 2
+        ) -> None:
+    """Run the main job on the embedded synthetic city (build, serve, search, load, report)."""
+    from eocube.pipeline import run_demo
+
+    summary = run_demo(out, preset=preset, seed=seed, workers=workers)
+    typer.echo(json.dumps(summary, indent=2))
+
+
+def main() -> None:
+    """Entry point: eocube errors become one clear line and exit code 2."""
+    try:
+        app()
+    except EocubeError as e:
+        typer.echo(f"error: {e}", err=True)
+        raise SystemExit(2) from None
+
+
+if __name__ == "__main__":
+    main()
