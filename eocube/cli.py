@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import signal
 import sys
@@ -39,10 +40,8 @@ def serve(path: Annotated[Path, typer.Argument(help="archive folder")],
     with LocalStacApi(path, port=port) as api:
         typer.echo(f"STAC API at {api.url} (Ctrl-C to stop)", err=False)
         sys.stdout.flush()
-        try:
+        with contextlib.suppress(KeyboardInterrupt):
             signal.sigwait({signal.SIGINT, signal.SIGTERM})
-        except KeyboardInterrupt:
-            pass
 
 
 @app.command()

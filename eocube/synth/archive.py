@@ -33,6 +33,7 @@ from eocube.synth.sensors import (
     S2_PROCESSING_BASELINE,
     S2_QUANTIFICATION,
     Scene,
+    apply_affine,
 )
 from eocube.synth.spec import CitySpec, resolve_spec
 from eocube.synth.world import World, make_world, series_dates
@@ -185,7 +186,7 @@ def _tiles(spec: CitySpec, gb: GeoBox) -> Iterable[tuple[str, int, int, GeoBox]]
 
 
 def _tile_slice(a: np.ndarray, sub: GeoBox, full: GeoBox) -> np.ndarray:
-    col0, row0 = ~full.transform * (sub.transform.c, sub.transform.f)
+    col0, row0 = apply_affine(~full.transform, sub.transform.c, sub.transform.f)
     r0, c0 = int(round(row0)), int(round(col0))
     return a[..., r0:r0 + sub.shape.y, c0:c0 + sub.shape.x]
 

@@ -63,6 +63,11 @@ _S1 = {
 _SENSOR_CODE = {"s2": 2, "s1": 1, "ntl": 3, "vhr": 4, "mobile": 5, "texture": 6}
 
 
+def apply_affine(a: Affine, x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """``a`` applied to coordinate arrays (x, y), written out to stay vectorised."""
+    return a.a * x + a.b * y + a.c, a.d * x + a.e * y + a.f
+
+
 def _rng(world: World, sensor: str, index: int) -> np.random.Generator:
     return np.random.default_rng([world.seed, _SENSOR_CODE[sensor], index])
 
@@ -360,7 +365,7 @@ class Scene:
         gb = self.geobox_100m
         b = self.world.buildings
         cen = shapely.centroid(b.geometry.values)
-        col, row = ~gb.transform * (shapely.get_x(cen), shapely.get_y(cen))
+        col, row = apply_affine(~gb.transform, shapely.get_x(cen), shapely.get_y(cen))
         idx = np.floor(row).astype(int) * gb.shape.x + np.floor(col).astype(int)
         w = weights if mask is None else np.where(mask, weights, 0.0)
         return np.bincount(idx, weights=w, minlength=gb.shape.y * gb.shape.x).reshape(
@@ -402,11 +407,11 @@ class Scene:
         ny, nx = gb.shape.y + 2 * pad, gb.shape.x + 2 * pad
         a = gb.transform
         cols, rows = np.meshgrid(np.arange(nx) - pad + 0.5, np.arange(ny) - pad + 0.5)
-        x, y = a * (cols, rows)
+        x, y = apply_affine(a, cols, rows)
         lon, lat = Transformer.from_crs(self.world.crs, "EPSG:4326", always_xy=True).transform(
             x, y)
         ng = self.ntl_geobox
-        c, r = ~ng.transform * (lon, lat)
+        c, r = apply_affine(~ng.transform, lon, lat)
         c, r = np.floor(c).astype(int), np.floor(r).astype(int)
         ok = (c >= 0) & (c < ng.shape.x) & (r >= 0) & (r < ng.shape.y)
         return np.where(ok, r * ng.shape.x + c, -1).ravel(), np.array([ny, nx, pad])

@@ -1,0 +1,104 @@
+from __future__ import annotations
+
+import json
+import os
+import socket
+import urllib.request
+
+import numpy as np
+import pandas as pd
+import pystac_client
+import pytest
+import shapely
+
+from eocube.catalog import LocalStacApi, open_archive
+from eocube.errors import ArchiveError, ServerError
+
+
+def _expected(archive, collection, *, bbox=None, start=None, end=None):
+    ids = set()
+    for it in open_archive(archive).items(collection):
+        t = pd.Timestamp(it["properties"]["datetime"])
+        if start is not None and not (pd.Timestamp(start) <= t <= pd.Timestamp(end)):
+            continue
+        if bbox is not None and not shapely.box(*bbox).intersects(shapely.box(*it["bbox"])):
+            continue
+        ids.add(it["id"])
+    return ids
+
+
+def test_server_answers_and_lists_every_collection(stac_api, tiny_archive):
+    with urllib.request.urlopen(stac_api.url + "/collections") as r:
+        cols = {c["id"] for c in json.load(r)["collections"]}
+    assert cols == set(open_archive(tiny_archive).collection_ids)
+    assert stac_api.url.startswith("http://127.0.0.1:")
+
+
+def test_search_by_collection_returns_exactly_the_archive_items(stac_api, tiny_archive):
+    client = pystac_client.Client.open(stac_api.url)
+    got = {i.id for i in client.search(collections=["sentinel-1-rtc"]).items()}
+    assert got == _expected(tiny_archive, "sentinel-1-rtc")
+
+
+def test_search_by_bbox_and_datetime_returns_exactly_the_expected_items(stac_api, tiny_archive):
+    client = pystac_client.Client.open(stac_api.url)
+    first = next(open_archive(tiny_archive).items("sentinel-2-l2a"))
+    x0, y0, x1, y1 = first["bbox"]  # one tile's footprint, shrunk to stay inside it
+    bbox = [x0 + 0.2 * (x1 - x0), y0 + 0.2 * (y1 - y0), x0 + 0.4 * (x1 - x0),
+            y0 + 0.4 * (y1 - y0)]
+    got = {i.id for i in client.search(collections=["sentinel-2-l2a"], bbox=bbox,
+                                       datetime="2020-03-01/2020-05-31").items()}
+    want = _expected(tiny_archive, "sentinel-2-l2a", bbox=bbox, start="2020-03-01T00:00Z",
+                     end="2020-05-31T23:59:59Z")
+    assert got == want
+    assert 0 < len(got) < 20
+    assert {i.split("_T")[-1] for i in got} == {first["properties"]["s2:mgrs_tile"]}
+
+
+def test_asset_hrefs_resolve_to_files(stac_api):
+    client = pystac_client.Client.open(stac_api.url)
+    item = next(client.search(collections=["sentinel-2-l2a"], max_items=1).items())
+    href = item.assets["B04"].get_absolute_href()
+    assert href.startswith("file:///") and os.path.exists(href[len("file://"):])
+
+
+def test_odc_stac_loads_a_cube_with_the_city_grid(stac_api, tiny_world):
+    import odc.stac
+
+    client = pystac_client.Client.open(stac_api.url)
+    items = list(client.search(collections=["sentinel-2-l2a"],
+                               datetime="2020-07-01/2020-07-31").items())
+    ds = odc.stac.load(items, bands=["B04", "B11"], chunks={"x": 64, "y": 64},
+                       groupby="solar_day", resolution=10)
+    gb = ds.odc.geobox
+    assert gb.crs.epsg == 32650
+    assert gb.shape.yx == (128, 128)
+    assert gb.transform == tiny_world.geobox(10).transform
+    assert ds.sizes["time"] == len({i.datetime.date() for i in items})
+    b04 = ds.B04.isel(time=0).values
+    assert b04.dtype == np.uint16 and (b04 > 1000).all()  # DNs carry the +1000 offset
+
+
+def test_a_port_in_use_is_a_clear_error(tiny_archive):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(ServerError, match=f"port {port} on 127.0.0.1 is in use"):
+            LocalStacApi(tiny_archive, port=port).start()
+
+
+def test_a_missing_archive_is_a_clear_error(tmp_path):
+    with pytest.raises(ArchiveError, match="does not exist"):
+        LocalStacApi(tmp_path / "nowhere")
+
+
+def test_no_orphan_process_when_the_caller_raises(tiny_archive):
+    api = LocalStacApi(tiny_archive)
+    with pytest.raises(KeyError), api:
+        pid = api.pid
+        assert pid is not None
+        raise KeyError("boom")
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert api.port is None
