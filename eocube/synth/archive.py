@@ -28,6 +28,7 @@ from eocube.errors import ArchiveError
 from eocube.synth import stac
 from eocube.synth.sensors import (
     S1_NODATA,
+    S2_20M,
     S2_BANDS,
     S2_BOA_ADD_OFFSET,
     S2_PROCESSING_BASELINE,
@@ -226,11 +227,10 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
         d = root / "sentinel-2-l2a" / iid
         assets = {}
         for b in (*S2_BANDS, "SCL"):
-            sub, full = (sub10, gb10) if stac.S2_BAND_META.get(b, (0, 0, 0, 20))[3] == 10 else (
-                sub20, gb20)
+            at_20m = b in S2_20M or b == "SCL"
+            sub, full, res = (sub20, gb20, 20) if at_20m else (sub10, gb10, 10)
             write_cog(d / f"{b}.tif", _tile_slice(bands[b], sub, full), sub, nodata=0,
                       resampling="nearest" if b == "SCL" else "average")
-            res = 10 if sub is sub10 else 20
             if b == "SCL":
                 assets[b] = stac.asset(f"./{b}.tif", sub, title="Scene classification map",
                                        roles=("data", "classification"), **{
