@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib.util
 
 _EXTRA_OF = {"torch": "torch", "dask_cuda": "gpu", "cupy": "gpu", "exactextract": "dev",
-             "numba": "dev", "matplotlib": "notebook"}
+             "matplotlib": "notebook"}
 
 
 def has(module: str) -> bool:
@@ -16,8 +16,9 @@ def has(module: str) -> bool:
 def require(module: str, *, purpose: str) -> None:
     """Raise an ImportError naming the extra that installs ``module``."""
     if not has(module):
-        extra = _EXTRA_OF.get(module, module)
+        extra = _EXTRA_OF.get(module)
+        fix = f'pip install "eocube[{extra}]"' if extra else f"pip install {module}"
         raise ImportError(
-            f"{purpose} needs the optional package {module!r}, which is not installed. "
-            f'Install it with: pip install "eocube[{extra}]"'
+            f"{purpose} needs the package {module!r}, which is not installed. "
+            f"Install it with: {fix}"
         )
