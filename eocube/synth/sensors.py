@@ -102,14 +102,16 @@ class Scene:
         return self.world.geobox(100.0)
 
     # ---- 2 m class map and building ids ------------------------------------------------
-    @cached_property
-    def building_id_vhr(self) -> np.ndarray:
-        """Building id of each VHR pixel (0 = none), pixel-centre rule."""
+    def _building_ids(self, gb: GeoBox) -> np.ndarray:
         b = self.world.buildings
-        gb = self.geobox_vhr
         return features.rasterize(
             zip(b.geometry.values, b["building_id"].to_numpy(), strict=True),
             out_shape=gb.shape.yx, transform=gb.transform, fill=0, dtype="int32")
+
+    @cached_property
+    def building_id_vhr(self) -> np.ndarray:
+        """Building id of each VHR pixel (0 = none), pixel-centre rule."""
+        return self._building_ids(self.geobox_vhr)
 
     @cached_property
     def class_vhr(self) -> np.ndarray:
@@ -214,11 +216,7 @@ class Scene:
     @cached_property
     def building_id(self) -> np.ndarray:
         """Building id at 10 m (int32, 0 = none), pixel-centre rule."""
-        b = self.world.buildings
-        gb = self.geobox
-        return features.rasterize(
-            zip(b.geometry.values, b["building_id"].to_numpy(), strict=True),
-            out_shape=gb.shape.yx, transform=gb.transform, fill=0, dtype="int32")
+        return self._building_ids(self.geobox)
 
     # ---- Sentinel-2 L2A ------------------------------------------------------------------
     @cached_property
