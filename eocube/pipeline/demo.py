@@ -1,6 +1,7 @@
 """The first main job: build (or reuse) a synthetic city, serve it as a STAC API, search it with
-pystac-client, load lazy cubes with odc-stac on a Dask cluster, and write quick-looks and a
-summary. Later issues grow it into the full pipeline; its stages stay pure so they plug in.
+eocube.catalog.search, load lazy cubes with eocube.cube (odc-stac engine) on a Dask cluster,
+and write quick-looks and a summary. Later issues grow it into the full pipeline; its stages
+stay pure so they plug in.
 """
 
 from __future__ import annotations
@@ -40,17 +41,14 @@ def _archive_for(out: Path, preset: str, seed: int, workers: int, log) -> Path:
 
 
 def s2_clear_reflectance(ds: xr.Dataset, bands: list[str]) -> xr.Dataset:
-    """Scale L2A DNs to reflectance with the items' offset convention and mask SCL clouds.
+    """The reflectance bands of a cube loaded by ``eocube.cube.load`` (already scaled) with
+    SCL clouds, shadows, cirrus, saturated and no-data pixels masked.
 
     Lazy: returns dask-backed variables when ``ds`` is dask-backed.
     """
-    valid = ~ds["SCL"].isin(SCL_INVALID)
-    out = {}
-    for b in bands:
-        dn = ds[b]
-        refl = (dn.astype("float32") * np.float32(1e-4) - np.float32(0.1))
-        out[b] = refl.where(valid & (dn != 0))
-    return xr.Dataset(out, attrs=ds.attrs)
+    from eocube.cube.masks import mask_clouds
+
+    return mask_clouds(ds[[*bands, "SCL"]], classes=SCL_INVALID)[bands]
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
@@ -70,9 +68,12 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
     Writes ``out/archive`` (the city; reused when complete), ``out/quicklook_s2.png``,
     ``out/quicklook_s1.png``, ``out/quicklook_ntl.png`` and ``out/summary.json``.
     """
-    import odc.stac
-    import pystac_client
     from distributed import Client, LocalCluster
+
+    from eocube.catalog.search import search
+    from eocube.cube import load
+    from eocube.cube.masks import ndvi as ndvi_of
+    from eocube.cube.masks import to_db
 
     def log(msg: str) -> None:
         if verbose:
@@ -89,32 +90,31 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
             n_workers=workers, threads_per_worker=1, processes=True,
             dashboard_address=None) as cluster, Client(cluster) as client:
         log(f"STAC API at {api.url}; Dask cluster with {workers} workers")
-        cat = pystac_client.Client.open(api.url)
         bbox = list(open_archive(archive).collection("sentinel-2-l2a")["extent"]["spatial"]
                     ["bbox"][0])
         found: dict[str, list] = {}
         queries = {
-            "sentinel-2-l2a": {"datetime": f"{year}-06-01/{year}-09-30"},
+            "sentinel-2-l2a": {"datetime": f"{year}-06-01/{year}-09-30",
+                               # rustac has no Query/Filter extension: search filters locally
+                               "filters": {"eo:cloud_cover": ("<", 30)}},
             "sentinel-1-rtc": {"datetime": f"{year}-06-01/{year}-09-30"},
             "viirs-ntl-monthly": {"datetime": f"{year}-01-01/{year}-12-31"},
         }
         for cid, q in queries.items():
-            items = list(cat.search(collections=[cid], bbox=bbox, **q).items())
-            if cid == "sentinel-2-l2a":
-                # rustac's in-memory backend has no Query/Filter extension: filter here
-                items = [it for it in items if it.properties["eo:cloud_cover"] < 30]
-            if not items:
-                raise EmptySearchError(f"search of {cid!r} for {q} found no item at {api.url}")
-            found[cid] = items
+            try:
+                items = search(api, collections=[cid], bbox=bbox, **q)
+            except EmptySearchError as e:
+                raise EmptySearchError(f"search of {cid!r} for {q} found no item at "
+                                       f"{api.url}") from e
+            found[cid] = list(items)
             log(f"search {cid}: {len(items)} items")
         summary["items"] = {k: len(v) for k, v in found.items()}
-        s2 = odc.stac.load(found["sentinel-2-l2a"], bands=["B02", "B03", "B04", "B08", "SCL"],
-                           chunks={"x": 512, "y": 512}, groupby="solar_day", resolution=10)
+        s2 = load(found["sentinel-2-l2a"], bands=["B02", "B03", "B04", "B08", "SCL"],
+                  chunks={"x": 512, "y": 512}, resolution=10)
         gb = s2.odc.geobox
-        s1 = odc.stac.load(found["sentinel-1-rtc"], bands=["vv", "vh"], like=s2,
-                           chunks={"x": 512, "y": 512}, groupby="solar_day")
-        ntl = odc.stac.load(found["viirs-ntl-monthly"], bands=["radiance"],
-                            chunks={}, groupby="solar_day")
+        s1 = load(found["sentinel-1-rtc"], bands=["vv", "vh"], like=s2,
+                  chunks={"x": 512, "y": 512})
+        ntl = load(found["viirs-ntl-monthly"], bands=["radiance"], chunks={})
         summary["cube"] = {
             "crs": str(gb.crs.epsg and f"EPSG:{gb.crs.epsg}"), "shape": list(gb.shape.yx),
             "transform": list(gb.transform)[:6], "s2_times": int(s2.sizes["time"]),
@@ -123,8 +123,8 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
         }
         refl = s2_clear_reflectance(s2, ["B02", "B03", "B04", "B08"])
         comp = refl.median("time")
-        ndvi = (comp.B08 - comp.B04) / (comp.B08 + comp.B04)
-        vv_db = 10 * np.log10(s1.vv.where(s1.vv > 0).median("time"))
+        ndvi = ndvi_of(comp)
+        vv_db = to_db(s1.vv.where(s1.vv > 0).median("time"))
         ntl_mean = ntl.radiance.mean("time")
         comp, ndvi, vv_db, ntl_mean = client.compute([comp, ndvi, vv_db, ntl_mean], sync=True)
     rgb = np.stack([_stretch(comp[b].values, 0.0, 0.3) for b in ("B04", "B03", "B02")], -1)

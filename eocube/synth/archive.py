@@ -49,6 +49,8 @@ COLLECTIONS = {
     "eocube-synth-vhr": "High-resolution true-colour image for building extraction (synthetic)",
     "eocube-synth-truth": "Truth rasters: built-up per year, change date, building id",
     "eocube-synth-mobile": "Night-time mobile-signal users per 100 m cell, weekday and weekend",
+    "blackmarble-vnp46a3": "NASA Black Marble VNP46A3 monthly night lights, HDF5 tiles of "
+                           "10 degrees (synthetic)",
 }
 
 # module-level state for forked workers: the parent sets it before the pool starts
@@ -128,6 +130,7 @@ def _write_archive(root: Path, world: World, *, workers: int) -> None:
         "eocube-synth-vhr": _vhr(root, scene),
         "eocube-synth-truth": _truth(root, scene),
         "eocube-synth-mobile": _mobile(root, scene),
+        "blackmarble-vnp46a3": _blackmarble(root, scene),
     }
     for cid, items in collections.items():
         _write_collection(root, world, cid, items)
@@ -345,6 +348,36 @@ def _ntl(root: Path, scene: Scene) -> list[dict[str, Any]]:
 
 
 NTL_RES_M = 463.3  # 15 arc-seconds at the equator, as stated by the VIIRS products
+
+
+def _blackmarble(root: Path, scene: Scene) -> list[dict[str, Any]]:
+    """The same monthly night lights as VNP46A3 HDF5 tiles (see ``synth.blackmarble``)."""
+    from eocube.synth import blackmarble as bm
+
+    gb = scene.ntl_geobox
+    items = []
+    for i, m in enumerate(ntl_months(scene.world.spec)):
+        end = m + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23, minutes=59, seconds=59)
+        rad = scene.ntl_month(i, end)
+        cx, cy = gb.extent.centroid.coords[0]
+        h, v = bm.tile_of(cx, cy)
+        tile = bm.tile_name(h, v)
+        iid = f"VNP46A3.A{m:%Y}{m.dayofyear:03d}.{tile}.001"
+        fname = f"{iid}.h5"
+        d = root / "blackmarble-vnp46a3" / iid
+        bm.write_vnp46a3(d / fname, rad, gb, month=m,
+                         rng=np.random.default_rng([scene.world.seed, 7, i]))
+        tgb = bm.tile_geobox(h, v)
+        asset = stac.asset(f"./{fname}", tgb, title="VNP46A3 monthly HDF-EOS5 tile")
+        asset["type"] = "application/x-hdf5"
+        props = {"datetime": stac.iso(m), "start_datetime": stac.iso(m),
+                 "end_datetime": stac.iso(end), "platform": "suomi-npp",
+                 "instruments": ["viirs"], "blackmarble_tile": tile}
+        it = stac.item(iid, "blackmarble-vnp46a3", tgb, properties=props,
+                       assets={"h5": asset}, extensions=("proj",))
+        _dump_json(d / f"{iid}.json", it)
+        items.append(it)
+    return items
 
 
 def _vhr(root: Path, scene: Scene) -> list[dict[str, Any]]:
