@@ -1,0 +1,225 @@
+"""Accuracy metrics: maps (F1, precision, recall, IoU, Cohen's kappa) and estimates (MAE, RMSE,
+MAPE, SMAPE, R², Spearman ρ, weighted RMSE, total relative error).
+
+Inputs may be numpy arrays, dask arrays or xarray DataArrays of any shape (they are
+flattened). The code is written with numpy functions, which dask dispatches to itself, so a
+dask input gives a lazy 0-d dask array and nothing is computed until the caller asks; a numpy
+input gives a Python ``float``. Pixels or rows can be left out with ``mask`` (``True`` = use),
+and weighted with ``sample_weight``; estimates also leave out pairs where either value is NaN.
+Definitions follow scikit-learn where it has the metric (MAPE and SMAPE are fractions, not
+percent).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from eocube.errors import EstimateError
+
+__all__ = ["cohen_kappa", "confusion_matrix", "f1", "iou", "mae", "map_metrics", "mape",
+           "precision", "r2", "recall", "rmse", "smape", "spearman", "total_relative_error",
+           "weighted_rmse"]
+
+_EPS = np.finfo(np.float64).eps
+
+
+def _data(a: Any) -> Any:
+    a = getattr(a, "data", a) if hasattr(a, "dims") else a  # xarray → its numpy/dask array
+    return a if _is_dask(a) else np.asarray(a)
+
+
+def _is_dask(a: Any) -> bool:
+    return type(a).__module__.split(".")[0] == "dask"
+
+
+def _out(x: Any) -> Any:
+    return x if _is_dask(x) else float(x)
+
+
+def _flat(*arrays: Any) -> list[Any]:
+    out = [_data(a) for a in arrays if a is not None]
+    shapes = {tuple(a.shape) for a in out}
+    if len(shapes) > 1:
+        raise EstimateError(f"inputs have different shapes {sorted(shapes)}; they must match")
+    return [a.reshape(-1) for a in out]
+
+
+def _weights(n_like: Any, sample_weight: Any, mask: Any) -> Any:
+    w = np.ones_like(n_like, dtype="float64")
+    if sample_weight is not None:
+        w = w * _flat(sample_weight)[0].astype("float64")
+    if mask is not None:
+        w = w * _flat(mask)[0].astype("float64")
+    return w
+
+
+# ---- maps --------------------------------------------------------------------------------
+
+def confusion_matrix(y_true: Any, y_pred: Any, /, *, n_classes: int = 2,
+                     sample_weight: Any = None, mask: Any = None) -> Any:
+    """(n_classes, n_classes) confusion matrix, rows = truth, columns = prediction.
+
+    Labels must be integers in ``[0, n_classes)``; booleans count as 0/1.
+    """
+    t, p = _flat(y_true, y_pred)
+    t, p = t.astype("int64"), p.astype("int64")
+    w = _weights(t, sample_weight, mask)
+    idx = t * n_classes + p
+    cm = np.bincount(idx, weights=w, minlength=n_classes * n_classes)
+    return cm.reshape(n_classes, n_classes)
+
+
+def _binary(y_true, y_pred, sample_weight, mask):
+    cm = confusion_matrix(y_true, y_pred, sample_weight=sample_weight, mask=mask)
+    return cm[1, 1], cm[0, 1], cm[1, 0], cm[0, 0]  # tp, fp, fn, tn
+
+
+def _ratio(num: Any, den: Any) -> Any:
+    return np.where(den > 0, num / np.where(den > 0, den, 1.0), 0.0)
+
+
+def precision(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None
+              ) -> Any:
+    """TP / (TP + FP) of the positive class (1); 0 when nothing is predicted positive."""
+    tp, fp, _, _ = _binary(y_true, y_pred, sample_weight, mask)
+    return _out(_ratio(tp, tp + fp))
+
+
+def recall(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """TP / (TP + FN) of the positive class (1); 0 when the truth has no positive."""
+    tp, _, fn, _ = _binary(y_true, y_pred, sample_weight, mask)
+    return _out(_ratio(tp, tp + fn))
+
+
+def f1(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """F1 = 2·TP / (2·TP + FP + FN) of the positive class (1)."""
+    tp, fp, fn, _ = _binary(y_true, y_pred, sample_weight, mask)
+    return _out(_ratio(2 * tp, 2 * tp + fp + fn))
+
+
+def iou(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """Intersection over union (Jaccard) of the positive class: TP / (TP + FP + FN)."""
+    tp, fp, fn, _ = _binary(y_true, y_pred, sample_weight, mask)
+    return _out(_ratio(tp, tp + fp + fn))
+
+
+def cohen_kappa(y_true: Any, y_pred: Any, /, *, n_classes: int = 2, sample_weight: Any = None,
+                mask: Any = None) -> Any:
+    """Cohen's kappa: (p_o − p_e) / (1 − p_e) from the confusion matrix."""
+    cm = confusion_matrix(y_true, y_pred, n_classes=n_classes, sample_weight=sample_weight,
+                          mask=mask)
+    n = cm.sum()
+    po = _ratio(np.trace(cm), n)
+    pe = _ratio((cm.sum(axis=0) * cm.sum(axis=1)).sum(), n * n)
+    return _out(_ratio(po - pe, 1.0 - pe))
+
+
+def map_metrics(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None
+                ) -> dict[str, Any]:
+    """F1, precision, recall, IoU and kappa of a binary map from one confusion matrix.
+
+    With dask inputs the values are lazy; ``dask.compute(*d.values())`` computes them in one
+    pass.
+    """
+    cm = confusion_matrix(y_true, y_pred, sample_weight=sample_weight, mask=mask)
+    tp, fp, fn, tn = cm[1, 1], cm[0, 1], cm[1, 0], cm[0, 0]
+    n = tp + fp + fn + tn
+    po = _ratio(tp + tn, n)
+    pe = _ratio((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn), n * n)
+    return {"f1": _out(_ratio(2 * tp, 2 * tp + fp + fn)),
+            "precision": _out(_ratio(tp, tp + fp)), "recall": _out(_ratio(tp, tp + fn)),
+            "iou": _out(_ratio(tp, tp + fp + fn)), "kappa": _out(_ratio(po - pe, 1.0 - pe))}
+
+
+# ---- estimates ---------------------------------------------------------------------------
+
+def _pairs(y_true, y_pred, sample_weight, mask):
+    t, p = _flat(y_true, y_pred)
+    t, p = t.astype("float64"), p.astype("float64")
+    w = _weights(t, sample_weight, mask)
+    ok = ~(np.isnan(t) | np.isnan(p))
+    w = np.where(ok, w, 0.0)
+    return np.where(ok, t, 0.0), np.where(ok, p, 0.0), w
+
+
+def _wmean(x, w):
+    return (x * w).sum() / w.sum()
+
+
+def mae(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """Mean absolute error."""
+    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
+    return _out(_wmean(np.abs(p - t), w))
+
+
+def rmse(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
+    """Root mean squared error."""
+    t, p, w = _pairs(y_true, y_pred, None, mask)
+    return _out(np.sqrt(_wmean((p - t) ** 2, w)))
+
+
+def weighted_rmse(y_true: Any, y_pred: Any, /, *, sample_weight: Any, mask: Any = None) -> Any:
+    """√(Σ w (ŷ − y)² / Σ w): RMSE with each pair weighted (by area, population, stock …)."""
+    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
+    return _out(np.sqrt(_wmean((p - t) ** 2, w)))
+
+
+def mape(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """Mean absolute percentage error as a fraction: mean(|ŷ − y| / max(|y|, ε))."""
+    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
+    return _out(_wmean(np.abs(p - t) / np.maximum(np.abs(t), _EPS), w))
+
+
+def smape(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """Symmetric MAPE as a fraction in [0, 2]: mean(2|ŷ − y| / (|y| + |ŷ|)), 0 where both are 0."""
+    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
+    den = np.abs(t) + np.abs(p)
+    return _out(_wmean(np.where(den > 0, 2 * np.abs(p - t) / np.where(den > 0, den, 1.0), 0.0),
+                       w))
+
+
+def r2(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
+    """Coefficient of determination 1 − SS_res / SS_tot (weighted as scikit-learn does)."""
+    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
+    mean = _wmean(t, w)
+    ss_res = (w * (t - p) ** 2).sum()
+    ss_tot = (w * (t - mean) ** 2).sum()
+    return _out(np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0))
+
+
+def total_relative_error(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
+    """(Σŷ − Σy) / Σy: the signed error of the total, as a fraction of the true total."""
+    t, p, w = _pairs(y_true, y_pred, None, mask)
+    st = (w * t).sum()
+    return _out((w * p).sum() / st - 1.0)
+
+
+def spearman(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
+    """Spearman's rank correlation ρ (average ranks for ties), NaN pairs left out.
+
+    Ranks need every value at once: with dask inputs the result is a lazy 0-d array whose task
+    gathers the (flattened) inputs.
+    """
+    t, p = _flat(y_true, y_pred)
+    m = _flat(mask)[0] if mask is not None else None
+    if _is_dask(t) or _is_dask(p) or _is_dask(m):
+        import dask
+        import dask.array as da
+
+        return da.from_delayed(dask.delayed(_spearman_np)(t, p, m), shape=(), dtype="float64")
+    return _spearman_np(t, p, m)
+
+
+def _spearman_np(t: np.ndarray, p: np.ndarray, m: np.ndarray | None) -> float:
+    from scipy.stats import rankdata
+
+    t, p = np.asarray(t, "float64"), np.asarray(p, "float64")
+    ok = ~(np.isnan(t) | np.isnan(p))
+    if m is not None:
+        ok &= np.asarray(m).astype(bool)
+    rt, rp = rankdata(t[ok]), rankdata(p[ok])
+    rt, rp = rt - rt.mean(), rp - rp.mean()
+    den = np.sqrt((rt * rt).sum() * (rp * rp).sum())
+    return float((rt * rp).sum() / den) if den > 0 else float("nan")
