@@ -144,7 +144,7 @@ class TorchOps(NumpyOps):
 
 
 def get_ops(backend: str, device: str = "auto") -> NumpyOps:
-    """The operations object for ``backend`` ("numpy" or "torch")."""
+    """The operations object for the batched ``backend`` ("numpy" or "torch")."""
     if backend == "numpy":
         if device not in ("auto", "cpu"):
             raise ConfigError(
@@ -153,4 +153,4 @@ def get_ops(backend: str, device: str = "auto") -> NumpyOps:
         return NumpyOps()
     if backend == "torch":
         return TorchOps(device)
-    raise ConfigError(f'backend={backend!r} is not one of "numpy", "torch"')
+    raise ConfigError(f'backend={backend!r} is not one of "numba", "numpy", "torch"')

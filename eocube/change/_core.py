@@ -3,7 +3,9 @@
 Every pixel of the batch walks its own clear observations through the CCDC phases
 (initialise → look back → monitor → …) but all pixels advance together, one event per
 iteration, as masked array operations; there is no loop over pixels. The same statements run
-on numpy (CPU) and torch (CPU or CUDA) through :mod:`eocube.change._backend`.
+on numpy (CPU) and torch (CPU or CUDA) through :mod:`eocube.change._backend`. On the CPU the
+default is :mod:`eocube.change._numba`, the same phases compiled one pixel at a time (what a
+GPU does not want, and a CPU does); this module stays the reference it is tested against.
 """
 
 from __future__ import annotations
@@ -131,7 +133,7 @@ def ccdc_numpy(
     *,
     detection_bands: list[int] | None = None,
     params: CCDCParams | None = None,
-    backend: str = "numpy",
+    backend: str = "numba",
     device: str = "auto",
 ) -> dict[str, np.ndarray]:
     """CCDC change detection over a batch of pixel time series (the numpy core of `ccdc`).
@@ -149,11 +151,14 @@ def ccdc_numpy(
     params
         Algorithm parameters; `CCDCParams` defaults (pyccd's) when None.
     backend
-        ``"numpy"``, or ``"torch"`` to run the same statements with torch (float64) on
-        ``device``.
+        ``"numba"`` (the CPU fast path: the same phases compiled per pixel, compiled on first
+        use and cached), ``"numpy"`` (the batched reference the others are tested against),
+        or ``"torch"`` to run the batched statements with torch (float64) on ``device``. All
+        three make the same decisions; coefficients, RMSE and magnitudes differ only by
+        rounding.
     device
         Torch device (``"auto"``: CUDA if available, else CPU); only ``"cpu"``/``"auto"`` for
-        numpy.
+        numba and numpy.
 
     Returns
     -------
@@ -187,8 +192,21 @@ def ccdc_numpy(
         raise ConfigError(
             f"detection_bands={detection_bands!r} must be distinct indices below {n_band}"
         )
+    if backend == "numba":
+        if device not in ("auto", "cpu"):
+            raise ConfigError(
+                f'device={device!r} needs backend="torch"; the numba backend runs on the CPU'
+            )
+        from eocube.change._numba import run_numba  # compiles (or loads its cache) on first use
+
+        return run_numba(values, days, det, params, *_thresholds(params, len(det)))
     ops = get_ops(backend, device)
     return _run(ops, values, days, det, params)
+
+
+def _thresholds(p: CCDCParams, n_det: int) -> tuple[float, float]:
+    """Chi-square change and outlier thresholds for ``n_det`` detection bands."""
+    return float(chi2.ppf(p.chi2_prob, n_det)), float(chi2.ppf(p.outlier_prob, n_det))
 
 
 def _nanmedian(ops: NumpyOps, a: Any) -> Any:
@@ -241,8 +259,7 @@ class _Batch:
         self.P, self.T, self.B, self.S = n_pix, n_time, n_band, p.max_segments
         self.det = ops.asarray(np.asarray(det), "i")
         self.det_list = det
-        self.change_thr = float(chi2.ppf(p.chi2_prob, len(det)))
-        self.outlier_thr = float(chi2.ppf(p.outlier_prob, len(det)))
+        self.change_thr, self.outlier_thr = _thresholds(p, len(det))
 
         y = ops.asarray(values)
         clear = xp.isfinite(y).all(-1)
