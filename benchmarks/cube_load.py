@@ -5,17 +5,24 @@
 
 Reads Sentinel-2 B04 and B08 (uint16 COGs, 10 m) of the first ``--dates`` acquisitions over
 the whole city from the local STAC API and times, for 1, 2 and 4 workers (Dask threads, or a
-thread pool for rasterio):
+thread pool of as many threads for rasterio):
 
-- ``rasterio``: a plain windowed read of every COG straight into its place in the output
-  array (each tile is aligned with the city grid: no resampling) — the practical limit;
+- ``rasterio``: a plain windowed read of every COG straight into its place in a uint16 array
+  (each tile is aligned with the city grid: no resampling) — the raw-read limit;
+- ``rasterio+scale``: the same reads, each tile scaled (``raster:bands`` scale and offset) into
+  its place in a float32 array with nodata → NaN — the limit for eocube's output, which is
+  what the ≥ 0.8 target is measured against (``rasterio`` is reported beside it);
 - ``eocube``: ``eocube.cube.load`` (odc-stac engine; scaled float32, nodata → NaN);
 - ``eocube-stackstac``: the same with ``engine="stackstac"``;
-- ``odc-stac`` and ``stackstac``: the engines called directly (raw values, no scaling).
+- ``odc-stac`` (uint16) and ``stackstac`` (float32): the engines called directly, no scaling.
 
-Throughput is output megapixels per second (one pixel = one band at one date); peak memory is
-the largest resident-set growth over the run, sampled every 10 ms. Each case is run once after
-one warm-up read (the page cache holds the files, as it would after the first pass).
+Every case reads whole tiles (the chunks hold 2 × 2 tiles at the default 512) and is timed
+from the items to the values in memory, building the cube included. Throughput is output
+megapixels per second (one pixel = one band at one date); peak memory is the largest
+resident-set growth over the run, sampled every 10 ms. After one warm-up read (the page cache
+holds the files, as it would after the first pass) the cases run ``--repeats`` times,
+interleaved, and the best run of each counts: the machine is shared, so compare the ratios of
+one run, not figures of different runs.
 """
 
 from __future__ import annotations
@@ -61,27 +68,40 @@ class PeakRSS:
         return (self.peak - self._base) / 2**20
 
 
-def rasterio_read(items: list[Any], gb: Any, workers: int) -> np.ndarray:
+def rasterio_read(items: list[Any], gb: Any, workers: int, *, scale: bool = False
+                  ) -> np.ndarray:
+    """The hand-written reader: DNs (uint16), or with ``scale`` physical units (float32)."""
     import rasterio
     from rasterio.windows import Window
 
     from eocube.cube.load import group_items
 
     groups = group_items(items)
-    out = np.zeros((len(groups), len(BANDS), *gb.shape.yx), dtype="uint16")
+    out = np.zeros((len(groups), len(BANDS), *gb.shape.yx),
+                   dtype="float32" if scale else "uint16")
     inv = ~gb.transform
     jobs = []
     for t, g in enumerate(groups):
         for it in g:
             for b, band in enumerate(BANDS):
-                jobs.append((t, b, it.assets[band].href))
+                rb = it.assets[band].extra_fields["raster:bands"][0]
+                jobs.append((t, b, it.assets[band].href, rb.get("scale", 1.0),
+                             rb.get("offset", 0.0), rb.get("nodata")))
 
-    def one(job: tuple[int, int, str]) -> None:
-        t, b, href = job
+    def one(job: tuple[int, int, str, float, float, float | None]) -> None:
+        t, b, href, s, o, nodata = job
         with rasterio.open(href) as ds:
             c0, r0 = (int(round(v)) for v in inv * (ds.transform.c, ds.transform.f))
-            ds.read(1, out=out[t, b, r0:r0 + ds.height, c0:c0 + ds.width],
-                    window=Window(0, 0, ds.width, ds.height))
+            dst = out[t, b, r0:r0 + ds.height, c0:c0 + ds.width]
+            win = Window(0, 0, ds.width, ds.height)
+            if not scale:
+                ds.read(1, out=dst, window=win)
+                return
+            dn = ds.read(1, window=win)
+        np.multiply(dn, np.float32(s), out=dst, dtype="float32")
+        dst += np.float32(o)
+        if nodata is not None:
+            np.copyto(dst, np.float32(np.nan), where=dn == nodata)
 
     with cf.ThreadPoolExecutor(workers) as pool:
         list(pool.map(one, jobs))
@@ -104,6 +124,9 @@ def main() -> None:
     ap.add_argument("--dates", type=int, default=6)
     ap.add_argument("--workers", type=int, nargs="+", default=[1, 2, 4])
     ap.add_argument("--chunk", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=3, help="interleaved runs; best counts")
+    ap.add_argument("--cases", nargs="+", default=None, help="subset of the cases to run "
+                    "(the rasterio references always run)")
     args = ap.parse_args()
 
     import odc.stac
@@ -143,6 +166,7 @@ def main() -> None:
 
     cases = {
         "rasterio": lambda w: rasterio_read(items, gb, w),
+        "rasterio+scale": lambda w: rasterio_read(items, gb, w, scale=True),
         "eocube": lambda w: load(items, bands=list(BANDS), geobox=gb, chunks=chunks).compute(),
         "eocube-stackstac": lambda w: load(items, bands=list(BANDS), geobox=gb, chunks=chunks,
                                            engine="stackstac").compute(),
@@ -154,21 +178,35 @@ def main() -> None:
             fill_value=np.float32(np.nan), rescale=False,
             chunksize=(1, 1, args.chunk, args.chunk)).compute(),
     }
+    if args.cases is not None:
+        unknown = set(args.cases) - set(cases)
+        if unknown:
+            ap.error(f"unknown cases {sorted(unknown)}; choose from {list(cases)}")
+        cases = {k: v for k, v in cases.items()
+                 if k in args.cases or k.startswith("rasterio")}
     rasterio_read(items, gb, 2)  # warm the page cache
-    rows = []
+    best: dict[tuple[str, int], dict[str, Any]] = {}
+    for rep in range(args.repeats):
+        for w in args.workers:
+            for name, fn in cases.items():
+                r = run_case(name, fn, w, npix)
+                print(f"  #{rep} {name:17s} workers={w}  {r['seconds']:6.2f} s "
+                      f"{r['mpix_s']:7.1f} Mpix/s  peak +{r['peak_mib']:6.0f} MiB", flush=True)
+                b = best.setdefault((name, w), r)
+                if r["mpix_s"] > b["mpix_s"]:
+                    best[(name, w)] = {**r, "peak_mib": max(r["peak_mib"], b["peak_mib"])}
+                else:
+                    b["peak_mib"] = max(r["peak_mib"], b["peak_mib"])
+    print(f"\nbest of {args.repeats}; ratios to the raw read (rasterio) and to the read + "
+          "scale (rasterio+scale, the target's reference)")
+    print("workers  case               Mpix/s   vs raw   vs read+scale  peak MiB")
     for w in args.workers:
-        for name, fn in cases.items():
-            rows.append(run_case(name, fn, w, npix))
-            r = rows[-1]
-            print(f"  {name:17s} workers={w}  {r['seconds']:6.2f} s  {r['mpix_s']:7.1f} Mpix/s"
-                  f"  peak +{r['peak_mib']:6.0f} MiB", flush=True)
-    print("\nworkers  case               Mpix/s   vs rasterio  peak MiB")
-    for w in args.workers:
-        base = next(r for r in rows if r["workers"] == w and r["case"] == "rasterio")
-        for r in (r for r in rows if r["workers"] == w):
-            ratio = r["mpix_s"] / base["mpix_s"]
-            print(f"{w:7d}  {r['case']:17s} {r['mpix_s']:7.1f}   {ratio:9.2f}"
-                  f"   {r['peak_mib']:7.0f}")
+        raw = best[("rasterio", w)]["mpix_s"]
+        ref = best[("rasterio+scale", w)]["mpix_s"]
+        for name in cases:
+            r = best[(name, w)]
+            print(f"{w:7d}  {name:17s} {r['mpix_s']:7.1f}   {r['mpix_s'] / raw:6.2f}"
+                  f"   {r['mpix_s'] / ref:13.2f}  {r['peak_mib']:8.0f}")
 
 
 if __name__ == "__main__":

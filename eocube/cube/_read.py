@@ -1,4 +1,5 @@
-"""Per-asset read failure handling for the two engines (the only module that wraps readers).
+"""The readers of the two engines (the only module that wraps readers): per-asset failure
+handling, and for odc-stac a read that pastes tiles on the output grid and scales them.
 
 A failed read either raises ``ReadError`` naming the item and asset, or — under
 ``on_error="nan"`` — returns +inf over the chunk. +inf never occurs in the stored data of the
@@ -10,7 +11,9 @@ finite values first, so a failed item never hides valid data another item brings
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import functools
+from collections.abc import Mapping
+from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
@@ -36,16 +39,31 @@ def fuse_finite_first(dst: np.ndarray, src: np.ndarray) -> None:
 FUSER = f"{__name__}.fuse_finite_first"
 
 
-# ---- odc-stac ---------------------------------------------------------------------------
+# ---- odc-stac ----------------------------------------------------------------------------
 
-def _odc_parser() -> Any:
+class SourceInfo(NamedTuple):
+    """What eocube attaches to each odc-loader source: names for error messages and the
+    scale/offset that turn the stored values into physical units (applied by the reader)."""
+
+    item: str
+    asset: str
+    scale: float = 1.0
+    offset: float = 0.0
+
+
+#: (item id, asset key, one-based band index) → (scale, offset)
+ScaleTable = Mapping[tuple[str, str, int], tuple[float, float]]
+
+
+def _odc_parser(scales: ScaleTable) -> Any:
     from odc.stac._mdtools import StacMDParser
 
     class _Parser(StacMDParser):  # type: ignore[misc]
-        """Adds (item id, asset key) to each source so errors can name them."""
+        """Attaches a ``SourceInfo`` to each source."""
 
         def driver_data(self, md: Any, band_key: Any) -> Any:
-            return (md.id, band_key[0])
+            s, o = scales.get((md.id, band_key[0], band_key[1]), (1.0, 0.0))
+            return SourceInfo(md.id, band_key[0], s, o)
 
     return _Parser({})
 
@@ -58,31 +76,142 @@ class _Reader:
              selection: Any = None) -> tuple[tuple[slice, slice], np.ndarray]:
         from odc.loader._rio import rio_read
 
+        dd = self._src.driver_data
+        info = dd if isinstance(dd, SourceInfo) else SourceInfo("", "")
         try:
-            return rio_read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
+            out = None
+            if dst is None and selection is None:
+                out = _read_pasted(self._src, cfg, dst_geobox, info.scale, info.offset)
+            if out is None:
+                out = rio_read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
+                _scale_inplace(out[1], info.scale, info.offset)
         except Exception as e:
-            dd = self._src.driver_data
-            item, asset = dd if isinstance(dd, tuple) else (None, None)
             if self._on_error == "raise":
-                raise read_error(item, asset, self._src.uri, e) from e
-            out = np.full(dst_geobox.shape.yx, FAILED, dtype=cfg.dtype)
-            return (slice(0, out.shape[0]), slice(0, out.shape[1])), out
+                raise read_error(info.item or None, info.asset or None, self._src.uri, e) from e
+            out_ = np.full(dst_geobox.shape.yx, FAILED, dtype=cfg.dtype)
+            return (slice(0, out_.shape[0]), slice(0, out_.shape[1])), out_
+        return out
 
 
-def odc_driver(on_error: OnError) -> Any:
-    """An odc-loader ``ReaderDriver``: the rasterio driver with eocube's failure policy."""
+def _scale_inplace(pix: np.ndarray, scale: float, offset: float) -> None:
+    """``pix × scale + offset`` in float32, as ``_read_pasted`` computes it (NaN stays NaN)."""
+    if scale != 1.0:
+        pix *= np.float32(scale)
+    if offset != 0.0:
+        pix += np.float32(offset)
+
+
+def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float
+                 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+    """The part of ``gbox`` that ``src`` covers, read straight from the file and scaled as it
+    is read, when the file's pixels coincide with ``gbox``'s (the common case of tiles loaded
+    on their own grid); ``None`` when they do not, to leave it to odc-loader's read.
+
+    odc-loader pastes such sources too, but first plans a reprojection for each read; here
+    the window comes from the two transforms. The values are those of odc-loader's read then
+    scaled: the same float32 arithmetic in the same order (``tests/cube/test_read.py``).
+    """
+    import rasterio
+    from odc.loader._reader import nodata_mask, resolve_src_nodata
+
+    out_dtype = np.dtype(cfg.dtype) if cfg.dtype is not None else None
+    if (out_dtype is None or out_dtype.kind != "f" or src.subdataset is not None
+            or not isinstance(src.band, int)):
+        return None
+    # the STAC grid decides without opening the file; the file's own grid decides the read
+    if src.geobox is not None and _paste_window(src.geobox.transform, src.geobox.crs,
+                                                src.geobox.shape.yx, gbox) is None:
+        return None
+    with rasterio.open(src.uri, "r", sharing=False) as rdr:
+        if src.band > rdr.count:
+            return None
+        win = _paste_window(rdr.transform, _FileCRS(rdr), (rdr.height, rdr.width), gbox)
+        if win is None:
+            return None
+        roi_dst, roi_src = win
+        if roi_dst[0].start == roi_dst[0].stop or roi_dst[1].start == roi_dst[1].stop:
+            return (slice(0, 0), slice(0, 0)), np.empty((0, 0), out_dtype)
+        dn = np.empty((roi_src[0].stop - roi_src[0].start, roi_src[1].stop - roi_src[1].start),
+                      dtype=rdr.dtypes[src.band - 1])
+        # (odc-loader sets VSI_CACHE=FALSE around this read; GDAL reads that option when it
+        # opens the file, so it changes nothing there and is left out)
+        rdr.read(src.band, out=dn, window=roi_src)
+        nodata = resolve_src_nodata(rdr.nodatavals[src.band - 1], cfg)
+    if scale != 1.0:
+        pix = np.multiply(dn, np.float32(scale), dtype=out_dtype)
+    else:
+        pix = dn.astype(out_dtype)
+    if offset != 0.0:
+        pix += np.float32(offset)
+    if nodata is not None:
+        fill = cfg.fill_value if cfg.fill_value is not None else np.nan
+        np.copyto(pix, out_dtype.type(fill), where=nodata_mask(dn, nodata))
+    return roi_dst, pix
+
+
+class _FileCRS:
+    """A file's CRS, compared with the output CRS lazily and once per distinct WKT."""
+
+    def __init__(self, rdr: Any) -> None:
+        self._rdr = rdr
+
+    def same_as(self, crs: Any) -> bool:
+        c = self._rdr.crs
+        # keyed by strings: hashing a CRS object serialises it each time
+        return c is not None and _same_crs(c.to_wkt(), str(crs))
+
+
+@functools.lru_cache(maxsize=64)
+def _same_crs(wkt: str, crs: str) -> bool:
+    from odc.geo.crs import CRS
+
+    return CRS(wkt) == CRS(crs)
+
+
+def _paste_window(transform: Any, crs: Any, shape: tuple[int, int], gbox: Any
+                  ) -> tuple[tuple[slice, slice], tuple[slice, slice]] | None:
+    """(rows, cols) of ``gbox`` and of the source that overlap when the source grid is
+    ``gbox``'s shifted by whole pixels; ``None`` otherwise."""
+    d = gbox.transform
+    t = transform
+    if t.b != 0 or t.d != 0 or d.b != 0 or d.d != 0:
+        return None
+    if abs(t.a - d.a) > 1e-9 * abs(d.a) or abs(t.e - d.e) > 1e-9 * abs(d.e):
+        return None
+    col, row = (t.c - d.c) / d.a, (t.f - d.f) / d.e
+    c0, r0 = round(col), round(row)
+    if abs(col - c0) > 1e-6 or abs(row - r0) > 1e-6:
+        return None
+    same = crs.same_as(gbox.crs) if isinstance(crs, _FileCRS) else crs == gbox.crs
+    if not same:
+        return None
+    ny, nx = gbox.shape.yx
+    ys, ye = max(r0, 0), min(r0 + shape[0], ny)
+    xs, xe = max(c0, 0), min(c0 + shape[1], nx)
+    if ys >= ye or xs >= xe:
+        return (slice(0, 0), slice(0, 0)), (slice(0, 0), slice(0, 0))
+    return ((slice(ys, ye), slice(xs, xe)),
+            (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0)))
+
+
+def odc_driver(on_error: OnError, scales: ScaleTable | None = None) -> Any:
+    """An odc-loader ``ReaderDriver``: the rasterio driver with eocube's failure policy.
+
+    ``scales`` (used while the graph is built) makes the reader return physical units.
+    """
     from odc.loader._rio import RioDriver
     from odc.stac._mdtools import StacAuxReader
 
     class _Driver(RioDriver):  # type: ignore[misc]
         def __init__(self, on_error: OnError) -> None:
-            super().__init__(md_parser=_odc_parser(), aux_reader=StacAuxReader())
+            super().__init__(md_parser=_odc_parser(scales or {}), aux_reader=StacAuxReader())
             self.on_error = on_error
 
         def open(self, src: Any, ctx: Any) -> _Reader:
             return _Reader(src, ctx, self.on_error)
 
         def __reduce__(self) -> Any:
+            # the parser (and its scale table) is only needed to build the graph
             return (odc_driver, (self.on_error,))
 
     return _Driver(on_error)

@@ -3,7 +3,9 @@ physical units, with nodata as NaN.
 
 odc-stac is the engine; stackstac can be chosen and gives the same contract (same grid, same
 names, same units). Nothing is read when the cube is built: the graph holds one task per chunk
-and source, and metadata comes from the STAC items alone.
+and source, and metadata comes from the STAC items alone. With odc-stac the reader scales as it
+reads, so a chunk is final when its load task ends (no scaling layer, except the marker → NaN
+pass under ``on_error="nan"``).
 """
 
 from __future__ import annotations
@@ -64,11 +66,11 @@ def group_items(items: Sequence[Any], /, *, groupby: Groupby = "solar_day") -> l
         raise ConfigError(f"groupby={groupby!r}; use 'solar_day' (one step per local day, "
                           "tiles of one overpass fused) or 'time' (one step per timestamp)")
     key = _solar_day if groupby == "solar_day" else _nominal
-    order = sorted(items, key=lambda it: (key(it), _nominal(it), it.id))
+    keyed = sorted(((key(it), _nominal(it), it.id, i) for i, it in enumerate(items)))
     groups: list[list[Any]] = []
     last: Any = object()
-    for it in order:
-        k = key(it)
+    for k, _, _, i in keyed:
+        it = items[i]
         if k != last:
             groups.append([])
             last = k
@@ -237,27 +239,80 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     gb = target_geobox(items, profile=prof, bands=bands, geobox=geobox, like=like, crs=crs,
                        resolution=resolution, bbox=bbox)
     groups = group_items(items, groupby=groupby)
-    keys = _asset_keys(groups, prof, specs, on_error)
+    table = _SourceTable(prof)
+    keys = _asset_keys(groups, table, specs, on_error)
     methods = _resampling(specs, resampling)
     chunks = dict(DEFAULT_CHUNKS if chunks is None else chunks)
     ensure_configured()
-    if engine == "odc":
-        raw = _load_odc(items, gb, keys, methods, chunks, groupby, on_error)
-    else:
+    if engine == "stackstac":
         raw = _load_stackstac(items, groups, gb, keys, methods, chunks, on_error)
-    return _finish(raw, groups, prof, specs, keys, gb, on_error)
+        return _finish(raw, groups, table, specs, keys, gb, on_error)
+    # odc: the reader applies scale and offset as it reads (one pass, no extra graph layer)
+    for b, s in specs.items():
+        if not s.is_class:
+            _scale_table(groups, table, b)  # one scale per time step, as for stackstac
+    known = {k for it in items for k in it.assets}
+    parts = {b: _odc_band(keys[b], known) for b in specs}
+    scales = {(it.id, *parts[b]): table.scale_offset(it, b)
+              for g in groups for it in g for b, s in specs.items()
+              if not s.is_class and table.asset_key(it, b) is not None}
+    raw = _load_odc(items, gb, keys, methods, chunks, groupby, on_error, scales,
+                    {a for a, _ in parts.values()})
+    return _finish(raw, groups, table, specs, keys, gb, on_error, prescaled=True,
+                   marked=on_error == "nan")
 
 
-def _asset_keys(groups: list[list[Any]], prof: SensorProfile, specs: dict[str, BandSpec],
+class _SourceTable:
+    """The profile's per-item lookups, each answered once per load and item turned into a
+    dict once (a ``pystac.Item`` would be serialised again on every lookup). Keyed by the
+    item objects themselves, which the table keeps alive."""
+
+    def __init__(self, prof: SensorProfile) -> None:
+        self.prof = prof
+        self._docs: dict[int, tuple[Any, dict[str, Any]]] = {}
+        self._memo: dict[tuple[str, int, str], Any] = {}
+
+    def _doc(self, item: Any) -> dict[str, Any]:
+        got = self._docs.get(id(item))
+        if got is None:
+            d = item if isinstance(item, Mapping) else item.to_dict(
+                include_self_link=False, transform_hrefs=False)
+            got = self._docs[id(item)] = (item, d)
+        return got[1]
+
+    def _ask(self, what: str, item: Any, band: str) -> Any:
+        k = (what, id(item), band)
+        if k not in self._memo:
+            self._memo[k] = getattr(self.prof, what)(self._doc(item), band)
+        return self._memo[k]
+
+    def asset_key(self, item: Any, band: str) -> str | None:
+        return self._ask("asset_key", item, band)
+
+    def scale_offset(self, item: Any, band: str) -> tuple[float, float]:
+        return self._ask("scale_offset", item, band)
+
+
+def _odc_band(name: str, assets: set[str]) -> tuple[str, int]:
+    """odc band name (``asset`` or ``asset.N``, see ``_asset_keys``) → (asset key, one-based
+    band index); ``assets`` are the items' asset keys."""
+    if name in assets:
+        return name, 1
+    asset, _, idx = name.rpartition(".")
+    return asset, int(idx)
+
+
+def _asset_keys(groups: list[list[Any]], table: _SourceTable, specs: dict[str, BandSpec],
                 on_error: OnError) -> dict[str, str]:
     """Band → odc band name (asset key, ``asset.N`` for multi-band assets); raises on an item
     that lacks an asset under ``on_error='raise'``."""
+    prof = table.prof
     out: dict[str, str] = {}
     for band, spec in specs.items():
         key = None
         for g in groups:
             for it in g:
-                k = prof.asset_key(it, band)
+                k = table.asset_key(it, band)
                 if k is None:
                     if on_error == "raise":
                         raise read_error(it.id, band, "(no such asset in the item)",
@@ -293,17 +348,37 @@ def _resampling(specs: dict[str, BandSpec], resampling: str | Mapping[str, str] 
 
 
 def _load_odc(items: list[Any], gb: Any, keys: dict[str, str], methods: dict[str, str],
-              chunks: dict[str, int], groupby: Groupby, on_error: OnError) -> xr.Dataset:
+              chunks: dict[str, int], groupby: Groupby, on_error: OnError,
+              scales: Mapping[tuple[str, str, int], tuple[float, float]],
+              assets: set[str]) -> xr.Dataset:
     import odc.stac
 
     key = _solar_day if groupby == "solar_day" else _nominal
+    step = [key(it) for it in items]  # odc-stac passes the item's index in ``items``
     asset_names = list(dict.fromkeys(keys.values()))
     ds = odc.stac.load(
-        items, bands=asset_names, geobox=gb, chunks=chunks,
-        groupby=lambda item, parsed, idx: key(item),
+        [_with_assets(it, assets) for it in items], bands=asset_names, geobox=gb, chunks=chunks,
+        groupby=lambda item, parsed, idx: step[idx],
         resampling={keys[b]: m for b, m in methods.items()}, dtype="float32",
-        driver=odc_driver(on_error), fuse_func=FUSER, fail_on_error=True, nodata=np.nan)
+        driver=odc_driver(on_error, scales),
+        # without failure markers odc-loader's own NaN fuser takes the first valid value
+        fuse_func=FUSER if on_error == "nan" else None, fail_on_error=True, nodata=np.nan)
     return ds.rename({keys[b]: b for b in keys if keys[b] != b})[list(keys)]
+
+
+def _with_assets(item: Any, keys: set[str]) -> Any:
+    """``item`` holding only the assets ``keys`` (hrefs made absolute): odc-stac parses
+    every asset of every item, which costs more than the reads of a small load."""
+    import pystac
+
+    assets = {k: pystac.Asset(a.get_absolute_href() or a.href, title=a.title,
+                              description=a.description, media_type=a.media_type,
+                              roles=a.roles, extra_fields=a.extra_fields)
+              for k, a in item.assets.items() if k in keys}
+    # a copy of the properties: the constructor writes the datetime back into them
+    return pystac.Item(item.id, item.geometry, item.bbox, item.datetime, dict(item.properties),
+                       stac_extensions=item.stac_extensions, collection=item.collection_id,
+                       assets=assets)
 
 
 def _load_stackstac(items: list[Any], groups: list[list[Any]], gb: Any,
@@ -370,11 +445,11 @@ def _first_finite(a: np.ndarray, axis: int = -1) -> np.ndarray:
     return out
 
 
-def _scale_table(groups: list[list[Any]], prof: SensorProfile, band: str
+def _scale_table(groups: list[list[Any]], table: _SourceTable, band: str
                  ) -> tuple[np.ndarray, np.ndarray]:
     scales, offsets = [], []
     for g in groups:
-        so = {prof.scale_offset(it, band) for it in g if prof.asset_key(it, band)}
+        so = {table.scale_offset(it, band) for it in g if table.asset_key(it, band)}
         if len(so) > 1:
             raise ConfigError(f"items {[it.id for it in g]} of one time step scale band "
                               f"{band!r} differently ({sorted(so)}); load with "
@@ -385,12 +460,17 @@ def _scale_table(groups: list[list[Any]], prof: SensorProfile, band: str
     return np.asarray(scales, "float32"), np.asarray(offsets, "float32")
 
 
-def _finish(raw: xr.Dataset, groups: list[list[Any]], prof: SensorProfile,
+def _finish(raw: xr.Dataset, groups: list[list[Any]], prof: SensorProfile | _SourceTable,
             specs: dict[str, BandSpec], keys: dict[str, str], gb: Any,
-            on_error: OnError, prescaled: bool = False) -> xr.Dataset:
+            on_error: OnError, prescaled: bool = False, marked: bool = True) -> xr.Dataset:
+    """The engine's raw (time, y, x) bands → the cube: scaled (unless ``prescaled``: already
+    in physical units), failure markers to NaN (unless ``marked`` is False: none can occur),
+    class bands back to their dtype, coordinates, and ``read_failed`` under ``"nan"``."""
     import pandas as pd
     from odc.geo.xr import xr_coords
 
+    table = prof if isinstance(prof, _SourceTable) else _SourceTable(prof)
+    prof = table.prof
     if raw.sizes["time"] != len(groups):
         raise GridError(f"the engine made {raw.sizes['time']} time steps for {len(groups)} "
                         "groups of items; this is a bug, please report it")
@@ -401,18 +481,16 @@ def _finish(raw: xr.Dataset, groups: list[list[Any]], prof: SensorProfile,
     for band, spec in specs.items():
         r = raw[band].variable
         r = xr.DataArray(r.data, dims=("time", *gb.dimensions))
-        if prescaled:  # the reader applied the file's own scale and offset
-            s = np.ones(len(groups), "float32")
-            o = np.zeros(len(groups), "float32")
-        else:
-            s, o = _scale_table(groups, prof, band)
         if spec.is_class:
             finite = np.isfinite(r)
             nod = spec.nodata if spec.nodata is not None else 0
             v = r.where(finite, nod).astype(spec.dtype)
             attrs = {"nodata": nod}
+        elif prescaled:
+            v = _scaled(r, None, None) if marked else r
+            attrs = {}
         else:
-            v = _scaled(r, s, o)
+            v = _scaled(r, *_scale_table(groups, table, band))
             attrs = {}
         if spec.unit:
             attrs["units"] = spec.unit
@@ -420,7 +498,7 @@ def _finish(raw: xr.Dataset, groups: list[list[Any]], prof: SensorProfile,
             attrs["units"] = "1"
         out[band] = v.assign_attrs(attrs)
         if on_error == "nan":
-            missing = np.array([any(prof.asset_key(it, band) is None for it in g)
+            missing = np.array([any(table.asset_key(it, band) is None for it in g)
                                 for g in groups])
             failed[band] = (r == FAILED).any(gb.dimensions) | xr.DataArray(missing, dims="time")
     ds = xr.Dataset(out, coords=coords, attrs={"eocube:profile": prof.name})
@@ -433,23 +511,34 @@ def _finish(raw: xr.Dataset, groups: list[list[Any]], prof: SensorProfile,
     return ds
 
 
-def _scale_block(a: np.ndarray, scale: np.ndarray, offset: np.ndarray) -> np.ndarray:
-    """One pass per chunk: value × scale + offset (both broadcast along time), failure
-    markers to NaN (NaN stays NaN)."""
-    out = np.multiply(a, scale, dtype="float32")
-    out += offset
+def _scale_block(a: np.ndarray, scale: np.ndarray | None, offset: np.ndarray | None
+                 ) -> np.ndarray:
+    """One pass per chunk: value × scale + offset (both broadcast along time; none: already
+    scaled), failure markers to NaN (NaN stays NaN)."""
+    if scale is None or offset is None:
+        out = a.copy()
+    else:
+        out = np.multiply(a, scale, dtype="float32")
+        out += offset
     out[np.isinf(out)] = np.nan
     return out
 
 
-def _scaled(r: xr.DataArray, scale: np.ndarray, offset: np.ndarray) -> xr.DataArray:
-    """``r`` (time, y, x) scaled per time step, lazily in one task per chunk."""
-    s3 = scale.astype("float32")[:, None, None]
-    o3 = offset.astype("float32")[:, None, None]
+def _scaled(r: xr.DataArray, scale: np.ndarray | None, offset: np.ndarray | None
+            ) -> xr.DataArray:
+    """``r`` (time, y, x) scaled per time step (``None``: only markers to NaN), lazily in one
+    task per chunk."""
+    if scale is None or offset is None:
+        s3 = o3 = None
+    else:
+        s3 = scale.astype("float32")[:, None, None]
+        o3 = offset.astype("float32")[:, None, None]
     if r.chunks is None:
         return r.copy(data=_scale_block(r.values, s3, o3))
     import dask.array as da
 
+    if s3 is None:
+        return r.copy(data=da.map_blocks(_scale_block, r.data, None, None, dtype="float32"))
     tch = (r.data.chunks[0], (1,), (1,))
     data = da.map_blocks(_scale_block, r.data, da.from_array(s3, chunks=tch),
                          da.from_array(o3, chunks=tch), dtype="float32")
