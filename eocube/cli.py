@@ -76,6 +76,38 @@ def run(out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"
     typer.echo(json.dumps(summary, indent=2))
 
 
+@app.command()
+def train(model: Annotated[str, typer.Argument(help="a model name, or 'all'")],
+          out: Annotated[Path, typer.Option(help="folder for <model>.safetensors")] = Path(
+              "runs/models"),
+          steps: Annotated[int | None, typer.Option(help="override the recipe's steps")] = None,
+          width: Annotated[int | None, typer.Option(
+              help="channels of the first level (default: the recipe's)")] = None,
+          depth: Annotated[int | None, typer.Option(
+              help="down-sampling steps (default: the recipe's)")] = None,
+          seed: Annotated[int, typer.Option(help="initialisation and sampling seed")] = 0,
+          device: Annotated[str, typer.Option(help="auto, cpu, cuda, cuda:1 …")] = "auto",
+          amp: Annotated[bool, typer.Option(help="bf16 autocast")] = False,
+          threads: Annotated[int | None, typer.Option(help="CPU threads")] = None,
+          cache: Annotated[Path | None, typer.Option(help="cache of simulated cities")] = Path(
+              "runs/model-cities")) -> None:
+    """Train a model (or all of them) on the synthetic city and write its weights + spec."""
+    from eocube.models import RECIPES
+    from eocube.models import train as train_model
+
+    names = sorted(RECIPES) if model == "all" else [model]
+    for name in names:
+        cmd = (f"eocube train {name} --out {out} --seed {seed}"
+               + (f" --width {width}" if width else "") + (f" --depth {depth}" if depth else "")
+               + (f" --steps {steps}" if steps else "") + (" --amp" if amp else ""))
+        path, info = train_model(name, out=out, steps=steps, width=width, depth=depth,
+                                 seed=seed, device=device, amp=amp, threads=threads,
+                                 cache_dir=cache, command=cmd)
+        typer.echo(f"{name}: {path} (loss {info['losses'][0]:.3f} → "
+                   f"{sum(info['losses'][-50:]) / len(info['losses'][-50:]):.3f}, "
+                   f"{info['seconds']:.0f} s on {info['device']})")
+
+
 def main() -> None:
     """Entry point: eocube errors become one clear line and exit code 2."""
     try:

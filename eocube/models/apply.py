@@ -1,0 +1,111 @@
+"""Running a loaded model on in-memory arrays: normalisation from the spec, optional AMP, and
+outputs mapped back to probabilities or physical units. Tiled inference over dask cubes
+(``eocube.infer``) calls this per tile.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator, Mapping
+
+import numpy as np
+import torch
+from torch import nn
+
+from eocube.errors import ModelSpecError
+from eocube.models.io import resolve_device
+from eocube.models.spec import ModelSpec, normalize
+
+
+def to_tensor(spec: ModelSpec, name: str, x: np.ndarray, /, *,
+              device: torch.device | str = "cpu") -> torch.Tensor:
+    """Normalise a raw array for input ``name``; NaN becomes 0 (the band's mean).
+
+    Images are (C, H, W) or (B, C, H, W); series (``resolution_m == 0``) are (C, T) or
+    (B, C, T).
+    """
+    inp = spec.input(name)
+    a = np.asarray(x)
+    batched = a.ndim == (3 if inp.resolution_m == 0 else 4)
+    z = normalize(inp, a, axis=1 if batched else 0)
+    z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+    t = torch.from_numpy(np.ascontiguousarray(z))
+    return (t if batched else t[None]).to(device)
+
+
+@contextlib.contextmanager
+def autocast(device: torch.device, enabled: bool) -> Iterator[None]:
+    """bf16 autocast on ``device`` when ``enabled`` (CUDA or CPU), a no-op otherwise."""
+    if not enabled:
+        yield
+        return
+    with torch.autocast(device_type=device.type, dtype=torch.bfloat16):
+        yield
+
+
+def predict(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray], /, *,
+            device: str | torch.device = "auto", amp: bool = False) -> dict[str, np.ndarray]:
+    """Run ``model`` on raw arrays keyed by the spec's input names.
+
+    Maps come back as probabilities (sigmoid of the logits) per output head, squeezed to
+    (B, H, W) or (H, W) for an unbatched input; a regression output is mapped back through the
+    spec's target transform to its units.
+    """
+    missing = [i.name for i in spec.inputs if i.name not in inputs]
+    if missing:
+        raise ModelSpecError(f"model {spec.name!r} needs inputs {[i.name for i in spec.inputs]};"
+                             f" missing {missing}")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    first = np.asarray(inputs[spec.inputs[0].name])
+    batched = first.ndim == (3 if spec.inputs[0].resolution_m == 0 else 4)
+    args = [to_tensor(spec, i.name, inputs[i.name], device=dev) for i in spec.inputs]
+    with torch.no_grad(), autocast(dev, amp):
+        out = model(*args)
+    res: dict[str, np.ndarray] = {}
+    for k, v in out.items():
+        v = v.float()
+        if spec.task == "regression":
+            res[k] = inverse_target(spec, v.cpu().numpy())
+            continue
+        p = torch.sigmoid(v)[:, 0].cpu().numpy()
+        res[k] = p if batched else p[0]
+    return res
+
+
+def inverse_target(spec: ModelSpec, z: np.ndarray) -> np.ndarray:
+    """Map the network's regression output back to ``spec.units``."""
+    tt = spec.target_transform
+    if not tt:
+        return z
+    y = z * float(tt["std"]) + float(tt["mean"])
+    if tt.get("transform") == "log1p":
+        y = np.expm1(y)
+    return np.maximum(y, 0.0) if tt.get("nonnegative", True) else y
+
+
+def predict_tiled(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray], /, *,
+                  tile: int = 512, overlap: int = 32, device: str | torch.device = "auto",
+                  amp: bool = False) -> dict[str, np.ndarray]:
+    """:func:`predict` over a large (C, H, W) image in overlapping tiles, keeping each tile's
+    centre (``overlap`` pixels of context on every side, about the receptive field).
+
+    A simple in-memory loop for evaluation; ``eocube.infer`` does the same over dask arrays.
+    """
+    first = np.asarray(inputs[spec.inputs[0].name])
+    h, w = first.shape[-2:]
+    step = tile - 2 * overlap
+    if step <= 0:
+        raise ModelSpecError(f"tile={tile} must exceed 2 × overlap={overlap}")
+    out: dict[str, np.ndarray] = {}
+    for y0 in range(0, h, step):
+        for x0 in range(0, w, step):
+            ya, xa = max(y0 - overlap, 0), max(x0 - overlap, 0)
+            yb, xb = min(y0 + step + overlap, h), min(x0 + step + overlap, w)
+            win = {k: np.asarray(v)[..., ya:yb, xa:xb] for k, v in inputs.items()}
+            res = predict(model, spec, win, device=device, amp=amp)
+            for k, v in res.items():
+                dst = out.setdefault(k, np.zeros((h, w), dtype="float32"))
+                ye, xe = min(y0 + step, h), min(x0 + step, w)
+                dst[y0:ye, x0:xe] = v[y0 - ya:ye - ya, x0 - xa:xe - xa]
+    return out

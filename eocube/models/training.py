@@ -1,0 +1,426 @@
+"""Training recipes on the synthetic city: chip sampling, normalisation statistics, the loop
+(seeded, optional bf16 autocast, progress bar) and the weights file with its ModelSpec.
+
+Each recipe turns a list of training cities into a ``Job``: an untrained spec, a batch sampler
+and a loss. ``train(name)`` runs it and writes ``<name>.safetensors``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from eocube.errors import ConfigError
+from eocube.models.apply import autocast
+from eocube.models.data import (
+    S1_BANDS,
+    TRAIN_SEEDS,
+    VHR_BANDS,
+    CityData,
+    as_array,
+    city_spec,
+    load_city,
+)
+from eocube.models.io import build_model, resolve_device, save_model
+from eocube.models.losses import mmcr_loss, power_jaccard_loss
+from eocube.models.spec import InputSpec, ModelSpec, band_stats, normalize
+from eocube.synth.sensors import S2_BANDS
+
+Batch = tuple[list[np.ndarray], dict[str, np.ndarray]]
+LossFn = Callable[[dict[str, torch.Tensor], dict[str, torch.Tensor]],
+                  tuple[torch.Tensor, dict[str, float]]]
+
+
+@dataclasses.dataclass
+class Job:
+    """An untrained spec, a batch sampler ``sample(rng, batch)`` and a loss."""
+
+    spec: ModelSpec
+    sample: Callable[[np.random.Generator, int], Batch]
+    loss: LossFn
+
+
+@dataclasses.dataclass(frozen=True)
+class Recipe:
+    """How one shipped model is trained."""
+
+    name: str
+    description: str
+    make: Callable[..., Job]
+    steps: int
+    batch: int
+    lr: float = 3e-3
+    width: int = 12
+    depth: int = 2
+
+
+# ---- chips -----------------------------------------------------------------------------------
+
+def _augment(arrays: list[np.ndarray], rng: np.random.Generator) -> list[np.ndarray]:
+    """The same random rot90 / flip of every array (last two axes)."""
+    k, flip = int(rng.integers(4)), bool(rng.integers(2))
+    out = []
+    for a in arrays:
+        a = np.rot90(a, k, axes=(-2, -1))
+        out.append(np.ascontiguousarray(a[..., ::-1] if flip else a))
+    return out
+
+
+def _chip_sampler(stacks: list[dict[str, np.ndarray]], names: list[str], targets: list[str], *,
+                  size: int, x_range: tuple[float, float] = (0.0, 1.0), focus: str | None = None,
+                  focus_share: float = 0.0) -> Callable[[np.random.Generator, int], Batch]:
+    """Random ``size`` chips from whole-city arrays (C, H, W) / (H, W), with augmentation.
+
+    ``x_range`` (fractions of the width) keeps chips inside a west–east band of the city (the
+    labelled or the unlabelled half); ``focus_share`` of the chips are centred on a pixel
+    where target ``focus`` is 1.
+    """
+    focus_px = [np.argwhere(s[focus] > 0) for s in stacks] if focus else None
+
+    def sample(rng: np.random.Generator, batch: int) -> Batch:
+        xs: list[list[np.ndarray]] = [[] for _ in names]
+        ys: dict[str, list[np.ndarray]] = {t: [] for t in targets}
+        for _ in range(batch):
+            si = int(rng.integers(len(stacks)))
+            s = stacks[si]
+            h, w = s[targets[0]].shape[-2:]
+            wmin, wmax = int(w * x_range[0]), int(w * x_range[1])
+            if focus_px is not None and rng.uniform() < focus_share:
+                fp = focus_px[si]
+                cy, cx = fp[int(rng.integers(len(fp)))]
+                y0 = int(np.clip(cy - size // 2 + rng.integers(-8, 9), 0, h - size))
+                x0 = int(np.clip(cx - size // 2 + rng.integers(-8, 9), wmin, wmax - size))
+            else:
+                y0 = int(rng.integers(0, h - size + 1))
+                x0 = int(rng.integers(wmin, wmax - size + 1))
+            keys = [*names, *targets]
+            chips = _augment([s[k][..., y0:y0 + size, x0:x0 + size] for k in keys], rng)
+            for i in range(len(names)):
+                xs[i].append(chips[i])
+            for t, c in zip(targets, chips[len(names):], strict=True):
+                ys[t].append(c)
+        return [np.stack(x) for x in xs], {t: np.stack(v)[:, None] for t, v in ys.items()}
+
+    return sample
+
+
+def _norm(inp: InputSpec, a: np.ndarray) -> np.ndarray:
+    return np.nan_to_num(normalize(inp, a), nan=0.0)
+
+
+def _input(name: str, bands: tuple[str, ...], arrays: list[np.ndarray], *,
+           transform: Any = "identity", resolution_m: float = 10.0) -> InputSpec:
+    """An InputSpec whose mean/std are measured on the training arrays (bands on axis 0)."""
+    cat = np.concatenate([a.reshape(a.shape[0], -1) for a in arrays], axis=1)
+    mean, std = band_stats(cat, axis=0, transform=transform)
+    return InputSpec(name, bands, mean, std, transform=transform, resolution_m=resolution_m)
+
+
+def _pj_heads(heads: dict[str, str]) -> LossFn:
+    """Sum of power-Jaccard losses of output heads against targets (head → target)."""
+    def loss(out: dict[str, torch.Tensor], y: dict[str, torch.Tensor]):
+        parts = {h: power_jaccard_loss(out[h], y[t]) for h, t in heads.items()}
+        return sum(parts.values()), {h: float(v.detach()) for h, v in parts.items()}
+    return loss
+
+
+# ---- recipes -----------------------------------------------------------------------------
+
+def _urban_unet(cities: list[CityData], *, modality: str, width: int, depth: int,
+                patch: int = 64) -> Job:
+    bands = S2_BANDS if modality == "s2" else S1_BANDS
+    transform = "identity" if modality == "s2" else "db"
+    raw = [(as_array(c.inputs[y], bands), c.builtup[y].to_numpy())
+           for c in cities for y in c.years]
+    inp = _input(modality, bands, [r[0] for r in raw], transform=transform)
+    stacks = [{"x": _norm(inp, x), "y": lab.astype("float32")} for x, lab in raw]
+    spec = ModelSpec(
+        name=f"urban_{modality}", architecture="unet",
+        kwargs={"in_channels": len(bands), "out_channels": 1, "width": width, "depth": depth},
+        inputs=(inp,), task="segmentation", patch_size=patch, outputs=("builtup",))
+    return Job(spec, _chip_sampler(stacks, ["x"], ["y"], size=patch), _pj_heads({"out": "y"}))
+
+
+def _urban_dual(cities: list[CityData], *, width: int, depth: int, labels: str = "all",
+                consistency_weight: float = 0.0, name: str = "urban_fusion",
+                patch: int = 64) -> Job:
+    raw = [(as_array(c.inputs[y], S1_BANDS), as_array(c.inputs[y], S2_BANDS),
+            c.builtup[y].to_numpy()) for c in cities for y in c.years]
+    s1 = _input("s1", S1_BANDS, [r[0] for r in raw], transform="db")
+    s2 = _input("s2", S2_BANDS, [r[1] for r in raw])
+    stacks = []
+    for a1, a2, lab in raw:
+        labelled = np.ones(lab.shape, "float32")
+        if labels == "half":  # the western half of each city is labelled, the rest is not
+            labelled[:, lab.shape[1] // 2:] = 0
+        stacks.append({"s1": _norm(s1, a1), "s2": _norm(s2, a2), "y": lab.astype("float32"),
+                       "labelled": labelled})
+    spec = ModelSpec(
+        name=name, architecture="dual_stream_unet",
+        kwargs={"sar_channels": 2, "optical_channels": 6, "out_channels": 1, "width": width,
+                "depth": depth},
+        inputs=(s1, s2), task="segmentation", patch_size=patch, outputs=("builtup",),
+        training={"labels": labels, "consistency_weight": consistency_weight})
+
+    def loss(out, y):
+        return mmcr_loss(out, y["y"], y["labelled"], consistency_weight=consistency_weight)
+
+    keys = (["s1", "s2"], ["y", "labelled"])
+    if labels == "all":
+        return Job(spec, _chip_sampler(stacks, *keys, size=patch), loss)
+    # half the labels: every batch holds chips of the labelled (western) half, so the
+    # supervised signal is the same with and without MMCR; MMCR adds as many chips of the
+    # unlabelled half, seen only through the consistency loss
+    labelled_chips = _chip_sampler(stacks, *keys, size=patch, x_range=(0.0, 0.5))
+    if consistency_weight == 0:
+        return Job(spec, labelled_chips, loss)
+    unlabelled_chips = _chip_sampler(stacks, *keys, size=patch, x_range=(0.5, 1.0))
+
+    def sample(rng: np.random.Generator, batch: int) -> Batch:
+        (xa, ya), (xb, yb) = labelled_chips(rng, batch), unlabelled_chips(rng, batch)
+        return ([np.concatenate([a, b]) for a, b in zip(xa, xb, strict=True)],
+                {k: np.concatenate([ya[k], yb[k]]) for k in ya})
+
+    return Job(spec, sample, loss)
+
+
+def _change(cities: list[CityData], *, width: int, depth: int, patch: int = 64) -> Job:
+    bands = (*S2_BANDS, *S1_BANDS)
+    transform = ("identity",) * len(S2_BANDS) + ("db",) * len(S1_BANDS)
+    raw = []
+    for c in cities:
+        y0, y1 = c.years[0], c.years[-1]
+        b0, b1 = c.builtup[y0].to_numpy(), c.builtup[y1].to_numpy()
+        raw.append((as_array(c.inputs[y0], bands), as_array(c.inputs[y1], bands), b0, b1,
+                    ((b1 == 1) & (b0 == 0)).astype("float32")))
+    stats = _input("t1", bands, [r[0] for r in raw] + [r[1] for r in raw], transform=transform)
+    t1 = stats
+    t2 = dataclasses.replace(stats, name="t2")
+    stacks = [{"t1": _norm(t1, a), "t2": _norm(t2, b), "seg1": s0.astype("float32"),
+               "seg2": s1.astype("float32"), "change": ch} for a, b, s0, s1, ch in raw]
+    spec = ModelSpec(
+        name="change_siamdiff", architecture="siam_diff_dual_task",
+        kwargs={"in_channels": len(bands), "width": width, "depth": depth,
+                "difference_attention": True, "aspp": True},
+        inputs=(t1, t2), task="change", patch_size=patch, outputs=("new_builtup",),
+        training={"dates": "yearly composites of the first and last year; truth on 1 July"})
+    sample = _chip_sampler(stacks, ["t1", "t2"], ["change", "seg1", "seg2"], size=patch,
+                           focus="change", focus_share=0.5)
+    return Job(spec, sample, _pj_heads({"out": "change", "seg_t1": "seg1", "seg_t2": "seg2"}))
+
+
+def _buildings(cities: list[CityData], *, width: int, depth: int, patch: int = 128) -> Job:
+    raw = [(c.vhr.to_numpy().astype("float32"), c.building.to_numpy()) for c in cities]
+    inp = _input("vhr", VHR_BANDS, [r[0][:, ::4, ::4] for r in raw], transform="scale255",
+                 resolution_m=float(abs(cities[0].vhr.odc.geobox.resolution.x)))
+    stacks = [{"x": _norm(inp, x), "y": lab.astype("float32")} for x, lab in raw]
+    spec = ModelSpec(
+        name="buildings_vhr", architecture="unet",
+        kwargs={"in_channels": 3, "out_channels": 1, "width": width, "depth": depth},
+        inputs=(inp,), task="segmentation", patch_size=patch, outputs=("building",))
+    return Job(spec, _chip_sampler(stacks, ["x"], ["y"], size=patch), _pj_heads({"out": "y"}))
+
+
+#: pixels of context around a stock cell in its optical patch
+STOCK_MARGIN_PX = 5
+
+
+def stock_samples(city: CityData) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Per grid cell of ``city``: optical patch (N, 6, P, P) of the last year's S2 composite
+    (the cell and a margin), NTL series (N, 1, T) and stock (N,) in tonnes."""
+    ds = city.inputs[city.years[-1]]
+    comp = as_array(ds, S2_BANDS)
+    cells = city.cells
+    ny, nx = cells.sizes["y"], cells.sizes["x"]
+    k = int(round(abs(cells.odc.geobox.resolution.x / ds.odc.geobox.resolution.x)))
+    m = STOCK_MARGIN_PX
+    # cells may overhang the image on the east and south edges: reflect-pad those too
+    pad = np.pad(comp, ((0, 0), (m, m + ny * k - comp.shape[1]), (m, m + nx * k - comp.shape[2])),
+                 mode="reflect")
+    p = k + 2 * m
+    patches = np.stack([pad[:, r * k:r * k + p, c * k:c * k + p]
+                        for r in range(ny) for c in range(nx)])
+    ntl = cells["ntl"].transpose("y", "x", "time").to_numpy().reshape(ny * nx, 1, -1)
+    stock = cells["stock_t"].to_numpy().reshape(-1)
+    return patches.astype("float32"), ntl.astype("float32"), stock.astype("float32")
+
+
+def _stock(cities: list[CityData], *, width: int, depth: int,
+           branches: tuple[str, ...] = ("optical", "ntl")) -> Job:
+    del depth  # the stock model's depth is fixed
+    samples = [stock_samples(c) for c in cities]
+    opt = np.concatenate([s[0] for s in samples])
+    ntl = np.concatenate([s[1] for s in samples])
+    stock = np.concatenate([s[2] for s in samples])
+    o_in = _input("optical", S2_BANDS, [opt.transpose(1, 0, 2, 3)])
+    n_in = _input("ntl", ("radiance",), [ntl.transpose(1, 0, 2)], transform="log1p",
+                  resolution_m=0.0)
+    z = np.log1p(stock)
+    tt = {"transform": "log1p", "mean": float(z.mean()), "std": float(z.std())}
+    target = ((z - tt["mean"]) / tt["std"]).astype("float32")
+    arrays = {"optical": np.nan_to_num(normalize(o_in, opt, axis=1)),
+              "ntl": np.nan_to_num(normalize(n_in, ntl, axis=1))}
+    inputs = tuple(o_in if b == "optical" else n_in for b in branches)
+    tag = "fusion" if len(branches) == 2 else branches[0]
+    spec = ModelSpec(
+        name=f"stock_{tag}", architecture="stock_regressor",
+        kwargs={"optical_channels": 6, "ntl_length": int(ntl.shape[-1]), "width": width,
+                "branches": list(branches)},
+        inputs=inputs, task="regression", patch_size=int(opt.shape[-1]),
+        outputs=("stock_total",), units="t", target_transform=tt,
+        training={"cell_m": 100, "optical_margin_px": STOCK_MARGIN_PX})
+
+    def sample(rng: np.random.Generator, batch: int) -> Batch:
+        idx = rng.integers(0, len(target), batch)
+        xs = []
+        for b in branches:
+            a = arrays[b][idx]
+            if b == "optical":
+                a = np.ascontiguousarray(_augment([a], rng)[0])
+            xs.append(a)
+        return xs, {"y": target[idx]}
+
+    def loss(out, y):
+        v = F.mse_loss(out["out"].float(), y["y"].float())
+        return v, {"mse": float(v.detach())}
+
+    return Job(spec, sample, loss)
+
+
+RECIPES: dict[str, Recipe] = {r.name: r for r in (
+    Recipe("urban_s2", "U-Net on the yearly S2 composite → built-up",
+           lambda c, **k: _urban_unet(c, modality="s2", **k), steps=600, batch=12),
+    Recipe("urban_s1", "U-Net on the yearly S1 composite (dB) → built-up",
+           lambda c, **k: _urban_unet(c, modality="s1", **k), steps=600, batch=12),
+    Recipe("urban_fusion", "Dual-Stream U-Net (S1 + S2), all labels",
+           lambda c, **k: _urban_dual(c, **k), steps=600, batch=12),
+    Recipe("urban_fusion_half", "Dual-Stream U-Net, supervised on the labelled half only",
+           lambda c, **k: _urban_dual(c, labels="half", name="urban_fusion_half", **k),
+           steps=600, batch=12),
+    Recipe("urban_mmcr_half", "Dual-Stream U-Net, MMCR: labelled half + consistency on the rest",
+           lambda c, **k: _urban_dual(c, labels="half", consistency_weight=1.0,
+                                      name="urban_mmcr_half", **k), steps=600, batch=12),
+    Recipe("change_siamdiff", "Siam-Diff Dual-Task with difference attention and ASPP",
+           lambda c, **k: _change(c, **k), steps=600, batch=12),
+    Recipe("buildings_vhr", "U-Net on VHR RGB → building footprints",
+           lambda c, **k: _buildings(c, **k), steps=300, batch=6),
+    Recipe("stock_fusion", "Stock regressor: optical patch + NTL series",
+           lambda c, **k: _stock(c, **k), steps=1500, batch=64),
+    Recipe("stock_optical", "Stock regressor: optical patch only (ORS baseline)",
+           lambda c, **k: _stock(c, branches=("optical",), **k), steps=1500, batch=64),
+    Recipe("stock_ntl", "Stock regressor: NTL series only (NTL baseline)",
+           lambda c, **k: _stock(c, branches=("ntl",), **k), steps=1500, batch=64),
+)}
+
+
+def train(name: str, /, *, out: str | Path = ".", steps: int | None = None,
+          batch: int | None = None, lr: float | None = None, width: int | None = None,
+          depth: int | None = None,
+          seed: int = 0, city_seeds: tuple[int, ...] = TRAIN_SEEDS,
+          cities: list[CityData] | None = None, device: str = "auto", amp: bool = False,
+          threads: int | None = None, cache_dir: str | Path | None = None,
+          progress: bool = True, command: str = "") -> tuple[Path, dict[str, Any]]:
+    """Train one recipe of :data:`RECIPES` and write ``out/<name>.safetensors``.
+
+    Parameters
+    ----------
+    name
+        A recipe name (``urban_fusion``, ``change_siamdiff``, ``buildings_vhr``, …).
+    out
+        Folder for the weights file.
+    steps, batch, lr
+        Override the recipe's defaults.
+    width, depth
+        Network size (default: the recipe's, small enough for a CPU; raise them for GPU-sized
+        runs).
+    seed
+        Seeds the weights' initialisation and the chip sampler.
+    city_seeds, cities
+        Training cities: simulated from ``city_seeds`` (with :func:`~eocube.models.data.city_spec`)
+        unless given.
+    device, amp
+        ``"auto"`` picks CUDA when present; ``amp`` trains under bf16 autocast.
+    threads
+        ``torch.set_num_threads`` for CPU training.
+    cache_dir
+        Where simulated cities are kept between runs.
+    progress
+        Show a progress bar.
+    command
+        The command line that reproduces this run, stored with the weights.
+
+    Returns
+    -------
+    The weights path and a summary (losses, seconds, device).
+    """
+    try:
+        recipe = RECIPES[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; choose one of {sorted(RECIPES)}") from None
+    if threads:
+        torch.set_num_threads(threads)
+    torch.manual_seed(seed)
+    rng = np.random.default_rng([seed, 7])
+    dev = resolve_device(device)
+    if cities is None:
+        cities = [load_city(s, cache_dir=cache_dir) for s in city_seeds]
+    width, depth = width or recipe.width, depth or recipe.depth
+    job = recipe.make(cities, width=width, depth=depth)
+    steps = steps or recipe.steps
+    batch = batch or recipe.batch
+    lr = lr or recipe.lr
+    model = build_model(job.spec).to(dev).train()
+    opt = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=lr, total_steps=steps,
+                                                pct_start=0.15)
+    losses: list[float] = []
+    t0 = time.perf_counter()
+    from rich.progress import BarColumn, Progress, TextColumn, TimeRemainingColumn
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), TextColumn("{task.fields[info]}"),
+                  TimeRemainingColumn(), disable=not progress) as bar:
+        task = bar.add_task(f"train {name}", total=steps, info="")
+        for step in range(steps):
+            xs, ys = job.sample(rng, batch)
+            args = [torch.from_numpy(x).to(dev) for x in xs]
+            tgt = {k: torch.from_numpy(v).to(dev) for k, v in ys.items()}
+            with autocast(dev, amp):
+                outputs = model(*args)
+            loss, _parts = job.loss(outputs, tgt)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
+            v = float(loss.detach())
+            if not math.isfinite(v):
+                raise FloatingPointError(f"{name}: loss is {v} at step {step}; lower lr={lr}")
+            losses.append(v)
+            bar.update(task, advance=1, info=f"loss {np.mean(losses[-20:]):.4f}")
+    seconds = time.perf_counter() - t0
+    model.eval()
+    info = {
+        **dict(job.spec.training),
+        "recipe": recipe.description, "steps": steps, "batch": batch, "lr": lr, "seed": seed,
+        "city_seeds": [c.seed for c in cities], "city": _city_info(),
+        "final_loss": float(np.mean(losses[-50:])), "first_loss": float(np.mean(losses[:20])),
+        "seconds": round(seconds, 1), "device": str(dev), "amp_bf16": amp,
+        "torch": torch.__version__, "command": command,
+    }
+    spec = dataclasses.replace(job.spec, training=info)
+    path = save_model(model, spec, Path(out) / f"{name}.safetensors")
+    return path, {"name": name, "path": str(path), "losses": losses, "seconds": seconds,
+                  "device": str(dev)}
+
+
+def _city_info() -> dict[str, Any]:
+    s = city_spec()
+    return {"preset": "tiny", "size_m": s.size_m, "years": s.years,
+            "new_building_share": s.new_building_share, "start": s.start.isoformat()}
