@@ -1,0 +1,189 @@
+"""The dask graph of tiled inference, on plain dask arrays of shape (time, band, y, x).
+
+Two tasks per chunk, so the graph grows with the number of chunks, never with pixels:
+
+1. *tiles*: runs the model on every global tile whose origin lies in the chunk (so each tile is
+   computed exactly once), reading the chunk plus a halo of one tile from the neighbouring
+   input chunks, and accumulates window-weighted predictions on a canvas that reaches up to
+   one tile past the chunk;
+2. *blend*: adds the parts of the canvases of the chunk and its upper/left neighbours that
+   fall on the chunk (overlap-add) and divides by the global sum of weights.
+
+Because tiles and weights are defined on the global grid, the result at a pixel does not depend
+on the chunking, up to float rounding of the sum.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+from collections.abc import Sequence
+
+import dask.array as da
+import numpy as np
+from dask.base import tokenize
+from dask.highlevelgraph import HighLevelGraph
+
+from eocube.errors import GridError
+from eocube.infer.runtime import RunOptions, WeightsRef, count, forward
+from eocube.infer.tiling import Tiling
+from eocube.models.spec import InputSpec, normalize
+
+
+@dataclasses.dataclass(frozen=True)
+class Job:
+    """What every task of one prediction shares."""
+
+    ref: WeightsRef
+    opts: RunOptions
+    tiling: Tiling
+    inputs: tuple[InputSpec, ...]
+    shape: tuple[int, int]  # (ny, nx) of the whole grid
+
+
+@dataclasses.dataclass(frozen=True)
+class Box:
+    """A global pixel window ``[y0, y1) × [x0, x1)``."""
+
+    y0: int
+    y1: int
+    x0: int
+    x1: int
+
+
+def _bounds(chunks: Sequence[int]) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(chunks)]).astype(np.int64)
+
+
+def _reach(tiling: Tiling, n: int, start: int, stop: int) -> tuple[int, ...]:
+    """Origins of the tiles starting in ``[start, stop)`` and the end of the last one."""
+    o = tiling.origins(n)
+    return tuple(int(v) for v in o[(o >= start) & (o < stop)])
+
+
+def tiled_predict(x: da.Array, job: Job, /) -> da.Array:
+    """Lazy blended predictions of shape (time, channels, y, x) for ``x`` (time, band, y, x).
+
+    ``x`` must hold its bands in one chunk, in the order of ``job.inputs``.
+    """
+    if x.ndim != 4:
+        raise GridError(f"expected a (time, band, y, x) array, got shape {x.shape}")
+    if len(x.chunks[1]) != 1:
+        raise GridError("the band axis must be a single chunk; rechunk with {'band': -1}")
+    nb = sum(len(i.bands) for i in job.inputs)
+    if x.shape[1] != nb:
+        raise GridError(f"the array has {x.shape[1]} bands, the model's inputs take {nb}")
+    ny, nx = job.shape
+    by, bx = _bounds(x.chunks[2]), _bounds(x.chunks[3])
+    t = job.tiling
+    ty, tx = t.size(ny), t.size(nx)
+    # region read and canvas written by the tiles task of each chunk, per axis
+    ry = []
+    for i in range(len(by) - 1):
+        o = _reach(t, ny, by[i], by[i + 1])
+        ry.append((int(by[i]), max(int(by[i + 1]), o[-1] + ty if o else 0), o))
+    rx = []
+    for j in range(len(bx) - 1):
+        o = _reach(t, nx, bx[j], bx[j + 1])
+        rx.append((int(bx[j]), max(int(bx[j + 1]), o[-1] + tx if o else 0), o))
+
+    def src(bounds: np.ndarray, a: int, b: int) -> list[int]:
+        return [k for k in range(len(bounds) - 1) if bounds[k] < b and bounds[k + 1] > a]
+
+    token = tokenize(x.name, job)
+    tiles_name, blend_name = f"infer-tiles-{token}", f"infer-blend-{token}"
+    tiles_layer: dict = {}
+    for ti in range(len(x.chunks[0])):
+        for (i, (y0, y1, oy)), (j, (x0, x1, ox)) in itertools.product(enumerate(ry),
+                                                                      enumerate(rx)):
+            ys, xs = src(by, y0, y1), src(bx, x0, x1)
+            blocks = [[(x.name, ti, 0, a, b) for b in xs] for a in ys]
+            tiles_layer[(tiles_name, ti, i, j)] = (
+                _tiles, blocks, job, Box(int(by[ys[0]]), 0, int(bx[xs[0]]), 0),
+                Box(y0, y1, x0, x1), Box(int(by[i]), int(by[i + 1]), int(bx[j]), int(bx[j + 1])),
+                oy, ox)
+    blend_layer: dict = {}
+    for ti in range(len(x.chunks[0])):
+        for i, j in itertools.product(range(len(by) - 1), range(len(bx) - 1)):
+            own = Box(int(by[i]), int(by[i + 1]), int(bx[j]), int(bx[j + 1]))
+            srcs = [(a, b) for a in range(len(ry)) for b in range(len(rx))
+                    if ry[a][0] < own.y1 and ry[a][1] > own.y0
+                    and rx[b][0] < own.x1 and rx[b][1] > own.x0]
+            blend_layer[(blend_name, ti, 0, i, j)] = (
+                _blend, [(tiles_name, ti, a, b) for a, b in srcs],
+                [Box(ry[a][0], ry[a][1], rx[b][0], rx[b][1]) for a, b in srcs],
+                srcs.index((i, j)), job, own)
+    g1 = HighLevelGraph.from_collections(tiles_name, tiles_layer, dependencies=[x])
+    tiles = _Opaque(g1, tiles_name)
+    g2 = HighLevelGraph.from_collections(blend_name, blend_layer, dependencies=[tiles])
+    nch = sum(job.opts.channels)
+    return da.Array(g2, blend_name, chunks=(x.chunks[0], (nch,), x.chunks[2], x.chunks[3]),
+                    dtype=np.float32, meta=np.empty((0, 0, 0, 0), np.float32))
+
+
+class _Opaque:
+    """A minimal dask collection wrapping the tiles layer so the blend layer can depend on it."""
+
+    def __init__(self, graph: HighLevelGraph, name: str) -> None:
+        self.graph, self.name = graph, name
+
+    def __dask_graph__(self) -> HighLevelGraph:
+        return self.graph
+
+    def __dask_layers__(self) -> tuple[str, ...]:
+        return (self.name,)
+
+
+def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own: Box,
+           oy: tuple[int, ...], ox: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
+    """Run the tiles starting in ``own``; return (weighted canvas over ``region``, own-valid)."""
+    a = np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
+    a = a[..., region.y0 - win.y0:region.y1 - win.y0, region.x0 - win.x0:region.x1 - win.x0]
+    own_a = a[..., own.y0 - region.y0:own.y1 - region.y0, own.x0 - region.x0:own.x1 - region.x0]
+    # a pixel without any data in any band gives NaN, not a guess from zeros
+    valid = ~np.isnan(own_a).all(axis=1) if a.dtype.kind == "f" else np.ones(
+        (a.shape[0], *own_a.shape[2:]), bool)
+    z, k = [], 0
+    for inp in job.inputs:
+        n = len(inp.bands)
+        zi = normalize(inp, a[:, k:k + n], axis=1)
+        z.append(np.nan_to_num(zi, nan=0.0, posinf=0.0, neginf=0.0))
+        k += n
+    ny, nx = job.shape
+    t = job.tiling
+    ty, tx = t.size(ny), t.size(nx)
+    nch = sum(job.opts.channels)
+    canvas = np.zeros((a.shape[0], nch, region.y1 - region.y0, region.x1 - region.x0),
+                      np.float32)
+    todo = [(ti, y, x) for ti in range(a.shape[0]) for y in oy for x in ox]
+    bs = max(1, job.opts.batch_size)
+    for s in range(0, len(todo), bs):
+        batch = todo[s:s + bs]
+        ins = [np.stack([zi[ti, :, y - region.y0:y - region.y0 + ty,
+                            x - region.x0:x - region.x0 + tx] for ti, y, x in batch])
+               for zi in z]
+        p = np.concatenate(forward(job.ref, job.opts, ins), axis=1)
+        for (ti, y, x), pb in zip(batch, p, strict=True):
+            w = np.outer(t.window(ny, y), t.window(nx, x)).astype(np.float32)
+            canvas[ti, :, y - region.y0:y - region.y0 + ty,
+                   x - region.x0:x - region.x0 + tx] += pb * w
+    count("chunks")
+    return canvas, valid
+
+
+def _blend(parts: list[tuple[np.ndarray, np.ndarray]], regions: list[Box], me: int, job: Job,
+           own: Box) -> np.ndarray:
+    """Overlap-add the canvases that fall on ``own`` and divide by the global weight sum."""
+    first = parts[0][0]
+    out = np.zeros((first.shape[0], first.shape[1], own.y1 - own.y0, own.x1 - own.x0),
+                   np.float32)
+    for (canvas, _), r in zip(parts, regions, strict=True):
+        y0, y1 = max(r.y0, own.y0), min(r.y1, own.y1)
+        x0, x1 = max(r.x0, own.x0), min(r.x1, own.x1)
+        out[..., y0 - own.y0:y1 - own.y0, x0 - own.x0:x1 - own.x0] += canvas[
+            ..., y0 - r.y0:y1 - r.y0, x0 - r.x0:x1 - r.x0]
+    ny, nx = job.shape
+    wsum = np.outer(job.tiling.weight_sum(ny, own.y0, own.y1),
+                    job.tiling.weight_sum(nx, own.x0, own.x1)).astype(np.float32)
+    out /= wsum
+    return np.where(parts[me][1][:, None], out, np.float32(np.nan))

@@ -1,0 +1,136 @@
+"""Where inference runs: a local ``distributed.LocalCluster`` of worker processes,
+``dask_cuda.LocalCUDACluster`` (one worker per GPU) when CUDA is present, or any scheduler
+address; plus worker plugins that fix torch's thread count and pre-load a model.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from distributed.diagnostics.plugin import WorkerPlugin
+
+from eocube import _deps
+from eocube.errors import ConfigError
+from eocube.infer.runtime import WeightsRef, get_model
+
+if TYPE_CHECKING:  # pragma: no cover
+    from distributed import Client
+
+__all__ = ["PreloadModel", "TorchThreads", "start_client"]
+
+
+class TorchThreads(WorkerPlugin):
+    """Set torch's intra-op threads (and OpenMP's) in every worker process.
+
+    Keeps ``threads_per_worker × torch threads`` within the worker's cores, so workers do not
+    oversubscribe the machine.
+    """
+
+    name = "eocube-torch-threads"
+
+    def __init__(self, threads: int) -> None:
+        self.threads = int(threads)
+
+    def setup(self, worker: Any) -> None:
+        import torch
+
+        torch.set_num_threads(self.threads)
+
+
+class PreloadModel(WorkerPlugin):
+    """Build a model in every worker (and every worker that joins later) before tasks run.
+
+    Optional: tasks build the model on first use anyway; pre-loading moves that cost (and a
+    bad-weights error) to cluster start.
+    """
+
+    def __init__(self, weights: str | Path | WeightsRef, *, device: str = "auto") -> None:
+        self.ref = WeightsRef.of(weights)
+        self.device = device
+        self.name = f"eocube-preload-{self.ref.sha256[:16]}-{device}"
+
+    def setup(self, worker: Any) -> None:
+        get_model(self.ref, device=self.device)
+
+
+def _cuda_available() -> bool:
+    if not _deps.has("torch"):
+        return False
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def start_client(target: str = "auto", /, *, n_workers: int | None = None,
+                 threads_per_worker: int = 1, torch_threads: int | None = None,
+                 memory_limit: str | float = "auto",
+                 preload: str | Path | WeightsRef | None = None, device: str = "auto"
+                 ) -> Client:
+    """A ``distributed.Client`` for inference.
+
+    Parameters
+    ----------
+    target
+        ``"local"``: a LocalCluster of worker processes on 127.0.0.1; ``"cuda"``: a
+        ``dask_cuda.LocalCUDACluster`` with one worker per visible GPU; ``"auto"``: ``"cuda"``
+        when torch sees CUDA and dask-cuda is installed, else ``"local"``; anything else is a
+        scheduler address (``"tcp://10.0.0.5:8786"``).
+    n_workers
+        Worker processes of a local cluster (default: 2, or one per GPU for ``"cuda"``).
+    threads_per_worker
+        Dask threads per worker (tasks run concurrently in a worker).
+    torch_threads
+        torch intra-op threads per worker (default: 1 on a CPU cluster, so
+        ``n_workers × threads_per_worker`` threads in all; unchanged on GPU workers).
+    memory_limit
+        Per-worker memory limit of a local cluster.
+    preload
+        Weights to build in every worker at start (:class:`PreloadModel`).
+    device
+        Device for ``preload``.
+
+    Notes
+    -----
+    ``client.close()`` also closes a cluster started here for ``"local"``; for ``"cuda"`` close
+    ``client.cluster`` too.
+    """
+    from distributed import Client
+
+    if target == "auto":
+        target = "cuda" if _cuda_available() and _deps.has("dask_cuda") else "local"
+    # the dashboard on a free loopback port, never the fixed 8787 another user may hold
+    dash = "127.0.0.1:0"
+    if target == "local":
+        n = int(n_workers or 2)
+        tt = int(torch_threads or 1)
+        env = {"OMP_NUM_THREADS": str(tt), "MKL_NUM_THREADS": str(tt)}
+        client = Client(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
+                        host="127.0.0.1", dashboard_address=dash, memory_limit=memory_limit,
+                        env=env)
+        client.register_plugin(TorchThreads(tt))
+    elif target == "cuda":
+        _deps.require("dask_cuda", purpose="start_client('cuda')")
+        if not _cuda_available():
+            raise ConfigError("start_client('cuda') needs a CUDA device that torch can see; "
+                              "use 'local' on a CPU machine")
+        from dask_cuda import LocalCUDACluster
+
+        kw: dict[str, Any] = {"threads_per_worker": threads_per_worker,
+                              "dashboard_address": dash, "memory_limit": memory_limit,
+                              "ip": "127.0.0.1"}
+        if n_workers:
+            kw["n_workers"] = n_workers
+        client = Client(LocalCUDACluster(**kw))
+        if torch_threads:
+            client.register_plugin(TorchThreads(torch_threads))
+    else:
+        if "://" not in target and ":" not in target:
+            raise ConfigError(f"target={target!r}: use 'auto', 'local', 'cuda' or a scheduler "
+                              "address such as 'tcp://10.0.0.5:8786'")
+        client = Client(target)
+        if torch_threads:
+            client.register_plugin(TorchThreads(torch_threads))
+    if preload is not None:
+        client.register_plugin(PreloadModel(preload, device=device))
+    return client

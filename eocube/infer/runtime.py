@@ -1,0 +1,213 @@
+"""What runs inside a worker: the weights reference a task carries, the per-process model cache
+(one model per weights and device, built on first use and checked against its sha256) and the
+batched forward pass with optional pinned-memory transfers and bf16 autocast.
+
+Torch is imported on first use, never at module import: graphs can be built on a client
+without torch.
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import hashlib
+import os
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from eocube.errors import ModelSpecError
+from eocube.models.spec import ModelSpec, available_weights, read_spec, weights_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+    from torch import nn
+
+__all__ = ["RunOptions", "WeightsRef", "clear_cache", "get_model", "reset_stats", "stats"]
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of a file, read in 1 MiB blocks."""
+    h = hashlib.sha256()
+    with Path(path).open("rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+@dataclasses.dataclass(frozen=True)
+class WeightsRef:
+    """A small, picklable pointer to a weights file: what a dask task carries instead of a model.
+
+    Attributes
+    ----------
+    path
+        Absolute path of the ``.safetensors`` file, as the workers see it.
+    sha256
+        The file's sha256; a worker refuses a file whose hash differs.
+    name
+        The shipped-weights name, if any: a worker that cannot see ``path`` falls back to its
+        own copy of the shipped file (still checked against ``sha256``).
+    """
+
+    path: str
+    sha256: str
+    name: str | None = None
+
+    @classmethod
+    def of(cls, weights: str | Path | WeightsRef, /) -> WeightsRef:
+        """The reference of a shipped name or a file path (hashes the file once per version)."""
+        if isinstance(weights, WeightsRef):
+            return weights
+        p = weights_path(weights).resolve()
+        st = p.stat()
+        key = (str(p), st.st_mtime_ns, st.st_size)
+        if key not in _SHA_CACHE:
+            _SHA_CACHE[key] = file_sha256(p)
+        name = str(weights) if str(weights) in available_weights() else None
+        return cls(str(p), _SHA_CACHE[key], name)
+
+    def spec(self) -> ModelSpec:
+        """The ModelSpec stored in the file (reads the header only, no torch)."""
+        return read_spec(self.resolve())
+
+    def resolve(self) -> Path:
+        """The file to read on this machine."""
+        p = Path(self.path)
+        if not p.is_file() and self.name is not None:
+            p = weights_path(self.name)
+        if not p.is_file():
+            raise ModelSpecError(f"weights file {self.path!r} (sha256 {self.sha256[:12]}…) is not "
+                                 "visible on this worker; put it on storage every worker "
+                                 "mounts, or use shipped weights by name")
+        return p
+
+
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """Per-run settings a task carries (all small and hashable, so graph keys are stable)."""
+
+    heads: tuple[str, ...] = ("out",)
+    channels: tuple[int, ...] = (1,)
+    batch_size: int = 8
+    device: str = "auto"
+    amp: bool = False
+    threads: int | None = None
+
+
+# ---- the per-process cache ----------------------------------------------------------------
+
+_LOCK = threading.Lock()
+_MODELS: dict[tuple[str, str], tuple[Any, ModelSpec]] = {}
+_STATS: collections.Counter[str] = collections.Counter()
+
+
+def stats() -> dict[str, int]:
+    """Counters of this process: ``models_built``, ``chunks`` (tile blocks run), ``tiles``,
+    ``batches``; with ``pid``. Gather them from workers with ``client.run(stats)``."""
+    return {**_STATS, "pid": os.getpid()}
+
+
+def reset_stats() -> None:
+    """Zero this process's counters."""
+    _STATS.clear()
+
+
+def count(key: str, n: int = 1) -> None:
+    """Add ``n`` to a counter of this process."""
+    with _LOCK:
+        _STATS[key] += n
+
+
+def clear_cache() -> None:
+    """Forget the models this process has built (they are rebuilt on next use)."""
+    with _LOCK:
+        _MODELS.clear()
+
+
+def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None = None
+              ) -> tuple[nn.Module, ModelSpec, torch.device]:
+    """The model of ``ref`` on ``device``, built once per process and then reused.
+
+    ``device="auto"`` resolves on the worker (its GPU under dask-cuda, else the CPU).
+    ``threads`` sets torch's intra-op threads of this process when the model is first built.
+
+    Raises
+    ------
+    ModelSpecError
+        If the file's sha256 is not ``ref.sha256`` (the weights changed after the graph was
+        built).
+    """
+    from eocube.models.io import load_model, resolve_device
+
+    dev = resolve_device(device)
+    key = (ref.sha256, str(dev))
+    hit = _MODELS.get(key)
+    if hit is not None:
+        return hit[0], hit[1], dev
+    with _LOCK:
+        hit = _MODELS.get(key)
+        if hit is None:
+            p = ref.resolve()
+            sha = file_sha256(p)
+            if sha != ref.sha256:
+                raise ModelSpecError(
+                    f"weights file {str(p)!r} has sha256 {sha[:12]}… but the graph was built "
+                    f"for {ref.sha256[:12]}…; the file changed since predict() was called. "
+                    "Rebuild the prediction from the current file")
+            if threads:
+                import torch
+
+                torch.set_num_threads(int(threads))
+            model, spec = load_model(p, device=dev)
+            hit = _MODELS[key] = (model, spec)
+            _STATS["models_built"] += 1
+    return hit[0], hit[1], dev
+
+
+def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+    import torch
+
+    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    if dev.type == "cuda":
+        # page-locked host memory lets the copy run asynchronously with the previous batch
+        return t.pin_memory().to(dev, non_blocking=True)
+    return t.to(dev)
+
+
+def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
+            ) -> list[np.ndarray]:
+    """Run the cached model on one batch of normalised tiles, one array per model input.
+
+    Returns one float32 array (B, C, H, W) per head of ``opts.heads``: probabilities (sigmoid)
+    for segmentation and change, values in the spec's units for regression.
+    """
+    import torch
+
+    from eocube.models.apply import autocast, inverse_target
+
+    model, spec, dev = get_model(ref, device=opts.device, threads=opts.threads)
+    with torch.inference_mode(), autocast(dev, opts.amp):
+        out = model(*[_to_device(a, dev) for a in inputs])
+    res = []
+    for head, c in zip(opts.heads, opts.channels, strict=True):
+        if head not in out:
+            raise ModelSpecError(f"model {spec.name!r} has no output head {head!r}; its heads "
+                                 f"are {sorted(out)}")
+        v = out[head].float()
+        if v.ndim != 4 or v.shape[1] != c:
+            raise ModelSpecError(f"model {spec.name!r} head {head!r} gives shape "
+                                 f"{tuple(v.shape)}, expected (B, {c}, H, W): not a dense model")
+        if spec.task == "regression":
+            res.append(inverse_target(spec, v.cpu().numpy()).astype(np.float32))
+        else:
+            res.append(torch.sigmoid(v).cpu().numpy())
+    count("batches")
+    count("tiles", len(inputs[0]))
+    return res
