@@ -12,9 +12,9 @@ Figures printed (run with ``-s``) and asserted:
 - stable pixels: no roof built during the series at all (pixels partly covered by a new roof,
   below the truth's 50 % rule, are neither).
 
-The probability-series method has no trained model to use yet: the built-up evidence here is
-a simple proxy, the visible-brightness anomaly against a one-harmonic fit of the first year,
-squashed through a sigmoid.
+The probability-series method runs the shipped S2 built-up model (``urban_s2``) on every
+acquisition through ``eocube.infer.predict`` (clouded pixels stay NaN, i.e. unobserved) and
+takes the first date after which a pixel stays built-up for ``k = 3`` observations.
 """
 
 from __future__ import annotations
@@ -53,8 +53,11 @@ def city():
         planes.append(bands)
     v = np.asarray(planes)  # (time, band, y, x)
     dates = times.tz_localize(None).to_numpy().astype("datetime64[ns]")
+    from odc.geo.xr import xr_coords
+
+    coords = {"time": dates, **xr_coords(scene.geobox)}
     cube = xr.Dataset({b: (("time", "y", "x"), v[:, i]) for i, b in enumerate(sensors.S2_BANDS)},
-                      coords={"time": dates})
+                      coords=coords)
     truth = scene.change_date.astype(float)
     stable = scene.new_built_fraction(times[-1]) == 0
     return cube, truth, stable
@@ -99,21 +102,15 @@ def test_ccdc_on_the_synthetic_city(city):
 
 
 def test_probability_series_on_the_synthetic_city(city):
+    pytest.importorskip("torch")
+    from eocube.infer import predict
+
     cube, truth, stable = city
-    days = _days(cube["time"].values)
-    vis = cube[["B02", "B03", "B04"]].to_dataarray().mean("variable", skipna=False)
-    # built-up evidence proxy: brightness above its own first-year seasonal cycle
-    w = 2 * np.pi / 365.25
-    x = np.stack([np.ones_like(days), np.cos(w * days), np.sin(w * days)], -1)
-    v = vis.values  # (time, y, x)
-    base = np.isfinite(v) & ((days - days[0]) < 365)[:, None, None]
-    xtx = np.einsum("tyx,tk,tl->yxkl", base.astype(float), x, x)
-    xty = np.einsum("tyx,tk->yxk", np.where(base, v, 0.0), x)
-    beta = np.linalg.solve(xtx + 1e-9 * np.eye(3), xty[..., None])[..., 0]
-    anomaly = v - np.einsum("yxk,tk->tyx", beta, x)
-    prob = vis.copy(data=1 / (1 + np.exp(-(anomaly - 0.025) / 0.005)))
-    toc = time_of_change(prob.chunk({"y": 64, "x": 64}), threshold=0.5, k=3).compute()
+    prob = predict(cube.chunk({"time": 1, "y": 128, "x": 128}), "urban_s2", tile=64, overlap=16,
+                   device="cpu", threads=1)
+    toc = time_of_change(prob.chunk({"time": -1, "y": 64, "x": 64}), threshold=0.5,
+                         k=3).compute()
     f = _score(cube, _days(toc["change_date"].values), truth, stable, "probability series")
-    # a proxy, not the model: the bar is lower than CCDC's and says so
-    assert f["on_time"] >= 0.85
+    # measured: 95 % on time, 0.7 % false breaks on stable pixels (CCDC: 97 %, 0.35 %)
+    assert f["on_time"] >= 0.90
     assert f["false_on_stable"] <= 0.02
