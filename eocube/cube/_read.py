@@ -12,7 +12,7 @@ finite values first, so a failed item never hides valid data another item brings
 from __future__ import annotations
 
 import functools
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -73,7 +73,8 @@ class _Reader:
         self._src, self._ctx, self._on_error = src, ctx, on_error
 
     def read(self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None,
-             selection: Any = None) -> tuple[tuple[slice, slice], np.ndarray]:
+             selection: Any = None, claim: Claim | None = None
+             ) -> tuple[tuple[slice, slice], np.ndarray]:
         from odc.loader._rio import rio_read
 
         dd = self._src.driver_data
@@ -81,7 +82,8 @@ class _Reader:
         try:
             out = None
             if dst is None and selection is None:
-                out = _read_pasted(self._src, cfg, dst_geobox, info.scale, info.offset)
+                out = _read_pasted(self._src, cfg, dst_geobox, info.scale, info.offset,
+                                   claim)
             if out is None:
                 out = rio_read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
                 _scale_inplace(out[1], info.scale, info.offset)
@@ -101,8 +103,12 @@ def _scale_inplace(pix: np.ndarray, scale: float, offset: float) -> None:
         pix += np.float32(offset)
 
 
-def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float
-                 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
+#: ``claim(roi)``: where to write the read's pixels directly (a view of the chunk), or None
+Claim = Callable[[tuple[slice, slice]], "np.ndarray | None"]
+
+
+def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float,
+                 claim: Claim | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The part of ``gbox`` that ``src`` covers, read straight from the file and scaled as it
     is read, when the file's pixels coincide with ``gbox``'s (the common case of tiles loaded
     on their own grid); ``None`` when they do not, to leave it to odc-loader's read.
@@ -110,6 +116,7 @@ def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float
     odc-loader pastes such sources too, but first plans a reprojection for each read; here
     the window comes from the two transforms. The values are those of odc-loader's read then
     scaled: the same float32 arithmetic in the same order (``tests/cube/test_read.py``).
+    ``claim`` (asked once the file is read) may hand out the destination to write into.
     """
     import rasterio
     from odc.loader._reader import nodata_mask, resolve_src_nodata
@@ -137,10 +144,13 @@ def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float
         # opens the file, so it changes nothing there and is left out)
         rdr.read(src.band, out=dn, window=roi_src)
         nodata = resolve_src_nodata(rdr.nodatavals[src.band - 1], cfg)
+    pix = claim(roi_dst) if claim is not None else None
+    if pix is None:
+        pix = np.empty(dn.shape, out_dtype)
     if scale != 1.0:
-        pix = np.multiply(dn, np.float32(scale), dtype=out_dtype)
+        np.multiply(dn, np.float32(scale), out=pix, dtype=out_dtype)
     else:
-        pix = dn.astype(out_dtype)
+        np.copyto(pix, dn, casting="unsafe")
     if offset != 0.0:
         pix += np.float32(offset)
     if nodata is not None:
@@ -215,3 +225,59 @@ def odc_driver(on_error: OnError, scales: ScaleTable | None = None) -> Any:
             return (odc_driver, (self.on_error,))
 
     return _Driver(on_error)
+
+
+def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
+               env: dict[str, Any]) -> np.ndarray:
+    """One (1, y, x) chunk of the fast path (``_pasted``): what odc-loader's load task makes
+    from the same sources — filled, then each source's read fused in order — in one task
+    that opens the files itself, inside one GDAL environment.
+
+    A read that lands where no earlier one did is copied in place of the fuse: on a region
+    still holding only the fill value (NaN) both fusers take every source pixel.
+    """
+    from odc.loader._fuser import fuser_for_nodata, resolve_fuser
+    from odc.loader._reader import resolve_dst_fill_value, resolve_src_nodata
+    from odc.loader._rio import rio_env
+
+    dtype = np.dtype(cfg.dtype)
+    fill = resolve_dst_fill_value(dtype, cfg, resolve_src_nodata(cfg.fill_value, cfg))
+    dst = np.empty((1, *gbox.shape.yx), dtype=dtype)
+    np.copyto(dst, fill)
+    if not srcs:
+        return dst
+    fuse = resolve_fuser(cfg.fuser_fqn) if cfg.fuser_fqn is not None else None
+    if fuse is None:
+        fuse = fuser_for_nodata(fill)
+    fresh = bool(np.isnan(fill)) if dtype.kind == "f" else False
+    done: list[tuple[slice, slice]] = []
+    placed: list[tuple[slice, slice]] = []
+
+    def claim(roi: tuple[slice, slice]) -> np.ndarray | None:
+        if not fresh or any(_overlap(roi, r) for r in done):
+            return None
+        placed.append(roi)
+        return dst[0][roi]
+
+    with rio_env(**env):
+        for src in srcs:
+            placed.clear()
+            roi, pix = _Reader(src, None, on_error).read(cfg, gbox, claim=claim)
+            if pix.size == 0:
+                continue
+            if placed and placed[0] == roi and pix.base is dst:
+                done.append(roi)
+                continue
+            roi = tuple(slice(*s.indices(n)[:2]) for s, n in zip(roi, dst.shape[1:],
+                                                                 strict=True))
+            view = dst[0][roi]
+            if fresh and not any(_overlap(roi, r) for r in done):
+                view[...] = pix
+            else:
+                fuse(view, pix)
+            done.append(roi)
+    return dst
+
+
+def _overlap(a: tuple[slice, slice], b: tuple[slice, slice]) -> bool:
+    return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b, strict=True))

@@ -2,8 +2,9 @@
 physical units, with nodata as NaN.
 
 odc-stac is the engine; stackstac can be chosen and gives the same contract (same grid, same
-names, same units). Nothing is read when the cube is built: the graph holds one task per chunk
-and source, and metadata comes from the STAC items alone. With odc-stac the reader scales as it
+names, same units). Nothing is read when the cube is built: the graph holds a few tasks per
+chunk (one when the tiles lie on the output grid, see ``_pasted``), and metadata comes from
+the STAC items alone. With odc-stac the reader scales as it
 reads, so a chunk is final when its load task ends (no scaling layer, except the marker → NaN
 pass under ``on_error="nan"``).
 """
@@ -256,8 +257,10 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     scales = {(it.id, *parts[b]): table.scale_offset(it, b)
               for g in groups for it in g for b, s in specs.items()
               if not s.is_class and table.asset_key(it, b) is not None}
-    raw = _load_odc(items, gb, keys, methods, chunks, groupby, on_error, scales,
-                    {a for a, _ in parts.values()})
+    raw = _load_pasted(groups, gb, parts, methods, chunks, on_error, scales)
+    if raw is None:  # some tile is off the output grid: odc-stac plans the reads
+        raw = _load_odc(items, gb, keys, methods, chunks, groupby, on_error, scales,
+                        {a for a, _ in parts.values()})
     return _finish(raw, groups, table, specs, keys, gb, on_error, prescaled=True,
                    marked=on_error == "nan")
 
@@ -364,6 +367,27 @@ def _load_odc(items: list[Any], gb: Any, keys: dict[str, str], methods: dict[str
         # without failure markers odc-loader's own NaN fuser takes the first valid value
         fuse_func=FUSER if on_error == "nan" else None, fail_on_error=True, nodata=np.nan)
     return ds.rename({keys[b]: b for b in keys if keys[b] != b})[list(keys)]
+
+
+def _load_pasted(groups: list[list[Any]], gb: Any, parts: dict[str, tuple[str, int]],
+                 methods: dict[str, str], chunks: dict[str, int], on_error: OnError,
+                 scales: Mapping[tuple[str, str, int], tuple[float, float]]
+                 ) -> xr.Dataset | None:
+    """``_load_odc``'s cube built without odc-stac when every tile lies on the output grid
+    (see ``_pasted``); ``None`` when one does not."""
+    from odc.loader import RasterLoadParams
+
+    from eocube.cube import _pasted
+
+    plans = _pasted.plan(groups, gb, parts, chunks, scales)
+    if plans is None:
+        return None
+    # the load parameters odc-stac resolves for these arguments in ``_load_odc``
+    cfgs = {b: RasterLoadParams("float32", fill_value=np.nan, use_overviews=True,
+                                resampling=methods[b], fail_on_error=True,
+                                fuser_fqn=FUSER if on_error == "nan" else None)
+            for b in parts}
+    return _pasted.build(plans, gb, chunks, cfgs, on_error, odc_driver(on_error).capture_env())
 
 
 def _with_assets(item: Any, keys: set[str]) -> Any:
