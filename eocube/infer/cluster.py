@@ -62,6 +62,21 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+def _glibc_malloc_defaults() -> Any:
+    """Dask config under which nannies spawn workers without ``MALLOC_TRIM_THRESHOLD_``.
+
+    distributed sets it to 64 KiB so freed memory returns to the OS quickly; any explicit value
+    also switches off glibc's adaptive mmap threshold, and every torch activation buffer then
+    becomes a fresh mmap with its page faults: a U-Net forward pass ran 45 % slower in such a
+    worker than in a plain process (0.52 s against 0.36 s, measured here).
+    """
+    import dask
+
+    environ = dict(dask.config.get("distributed.nanny.pre-spawn-environ", {}))
+    environ.pop("MALLOC_TRIM_THRESHOLD_", None)
+    return dask.config.set({"distributed.nanny.pre-spawn-environ": environ})
+
+
 def start_client(target: str = "auto", /, *, n_workers: int | None = None,
                  threads_per_worker: int = 1, torch_threads: int | None = None,
                  memory_limit: str | float = "auto",
@@ -105,9 +120,10 @@ def start_client(target: str = "auto", /, *, n_workers: int | None = None,
         n = int(n_workers or 2)
         tt = int(torch_threads or 1)
         env = {"OMP_NUM_THREADS": str(tt), "MKL_NUM_THREADS": str(tt)}
-        client = Client(n_workers=n, threads_per_worker=threads_per_worker, processes=True,
-                        host="127.0.0.1", dashboard_address=dash, memory_limit=memory_limit,
-                        env=env)
+        with _glibc_malloc_defaults():
+            client = Client(n_workers=n, threads_per_worker=threads_per_worker,
+                            processes=True, host="127.0.0.1", dashboard_address=dash,
+                            memory_limit=memory_limit, env=env)
         client.register_plugin(TorchThreads(tt))
     elif target == "cuda":
         _deps.require("dask_cuda", purpose="start_client('cuda')")
