@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Mapping
+from typing import Literal
 
 import numpy as np
 import torch
@@ -74,14 +75,72 @@ def predict(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
 
 
 def inverse_target(spec: ModelSpec, z: np.ndarray) -> np.ndarray:
-    """Map the network's regression output back to ``spec.units``."""
+    """Map the network's regression output back to ``spec.units``.
+
+    A ``log1p`` target is back-transformed with a smearing factor (Duan 1983): the network
+    fits g(x) = E[log(1 + y) | x], and exp(g) alone is biased low for the mean whenever the
+    residuals spread. With the factor ``S`` measured on the training cells and stored as
+    ``target_transform["smearing"]`` (see :func:`smearing_factor`) the estimate is
+    ``S · exp(g) − 1``. Specs without the key use S = 1 (the plain ``expm1``).
+    """
     tt = spec.target_transform
     if not tt:
         return z
     y = z * float(tt["std"]) + float(tt["mean"])
     if tt.get("transform") == "log1p":
-        y = np.expm1(y)
+        # S·exp(g) − 1 written as expm1(g + log S): exact expm1 when S = 1
+        y = np.expm1(y + np.log(float(tt.get("smearing", 1.0))))
     return np.maximum(y, 0.0) if tt.get("nonnegative", True) else y
+
+
+def smearing_factor(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
+                    y: np.ndarray, /, *, method: Literal["ratio", "duan"] = "ratio",
+                    device: str | torch.device = "auto", batch_size: int = 512) -> float:
+    """The retransformation (smearing) factor of a ``log1p`` regression on its training data.
+
+    With g(x) the network's output in log1p space and e = log1p(y) − g the residuals of the
+    rows of ``inputs`` (raw batched arrays keyed by the spec's input names) against their
+    truth ``y`` (in ``spec.units``):
+
+    - ``"duan"``: Duan (1983), ``S = mean(exp(e))``. Unbiased when the residuals are
+      independent of g; a few cells with a large stock that the network calls near-empty
+      dominate it otherwise (on the synthetic city 10 of 2,048 training cells carry two
+      thirds of it and it over-estimates the training total six-fold).
+    - ``"ratio"`` (default): the smearing weighted by the fitted values,
+      ``S = Σ exp(g + e) / Σ exp(g) = Σ (1 + y) / Σ exp(g)``. The same estimate as Duan's
+      when e is independent of g, and by construction it gives back the training total.
+
+    Compute it on the *training* cells only; store it as ``target_transform["smearing"]`` and
+    :func:`inverse_target` applies it.
+
+    Raises
+    ------
+    ModelSpecError
+        If the spec's target is not ``log1p``-transformed, the rows do not line up or the
+        method is unknown.
+    """
+    tt = spec.target_transform
+    if spec.task != "regression" or tt.get("transform") != "log1p":
+        raise ModelSpecError(f"model {spec.name!r}: a smearing factor needs a regression on a "
+                             f"log1p target; its target transform is {dict(tt)}")
+    if method not in ("ratio", "duan"):
+        raise ModelSpecError(f"unknown smearing method {method!r}; use 'ratio' or 'duan'")
+    y = np.asarray(y, dtype="float64").reshape(-1)
+    n = len(np.asarray(inputs[spec.inputs[0].name]))
+    if len(y) != n:
+        raise ModelSpecError(f"{n} input rows but {len(y)} truth values; give one per row")
+    dev = resolve_device(device)
+    model = model.to(dev).eval()
+    g = []
+    with torch.no_grad():
+        for i in range(0, n, batch_size):
+            args = [to_tensor(spec, s.name, np.asarray(inputs[s.name])[i:i + batch_size],
+                              device=dev) for s in spec.inputs]
+            g.append(model(*args)["out"].float().cpu().numpy().reshape(-1))
+    log_pred = np.concatenate(g).astype("float64") * float(tt["std"]) + float(tt["mean"])
+    if method == "duan":
+        return float(np.mean(np.exp(np.log1p(y) - log_pred)))
+    return float(np.sum(1.0 + y) / np.sum(np.exp(log_pred)))
 
 
 def predict_tiled(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray], /, *,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import torch
 
 
@@ -79,3 +81,17 @@ def mmcr_loss(outputs: dict[str, torch.Tensor], target: torch.Tensor, labelled: 
         total = total + consistency_weight * cons
         parts["consistency"] = float(cons.detach())
     return total, parts
+
+
+def consistency_rampup(step: int, /, *, weight: float, rampup_steps: int) -> float:
+    """The consistency weight at optimisation ``step``: ``weight · exp(-5 (1 - step / R)²)`` for
+    the first ``R = rampup_steps`` steps, then ``weight``.
+
+    The sigmoid-shaped ramp-up of Laine & Aila (2017): the heads first learn from the labels
+    alone, so early, near-random SAR and optical predictions are not pulled towards each other.
+    ``rampup_steps=0`` gives the full weight from the first step.
+    """
+    if step >= rampup_steps:
+        return weight
+    t = 1.0 - max(step, 0) / rampup_steps
+    return weight * math.exp(-5.0 * t * t)

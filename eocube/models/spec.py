@@ -108,7 +108,9 @@ class ModelSpec:
         Units of a regression output (``"t"`` …); ``""`` for class probabilities.
     target_transform
         For regression: ``{"transform": "log1p", "mean": m, "std": s}`` mapping the network's
-        output back to ``units``; empty otherwise.
+        output back to ``units``, and for log1p targets ``"smearing"``, the retransformation
+        factor measured on the training data (see ``eocube.models.apply.smearing_factor``);
+        empty otherwise.
     training
         Free-form facts about the training run (cities, seeds, steps, command, metrics).
     """

@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import itertools
+import math
+
+import pytest
 import torch
 
 from eocube.models import consistency_loss, mmcr_loss, power_jaccard_loss
@@ -56,3 +60,13 @@ def test_mmcr_with_zero_weight_is_plain_supervision():
     assert "consistency" not in parts
     torch.testing.assert_close(total, sum(power_jaccard_loss(out[k], y)
                                           for k in ("out", "sar", "optical")))
+
+
+def test_consistency_rampup_grows_from_near_zero_to_the_weight():
+    from eocube.models.losses import consistency_rampup
+
+    ws = [consistency_rampup(s, weight=0.5, rampup_steps=100) for s in range(0, 151, 10)]
+    assert ws[0] == pytest.approx(0.5 * math.exp(-5))
+    assert all(a < b for a, b in itertools.pairwise(ws[:11]))
+    assert ws[10:] == [0.5] * 6
+    assert consistency_rampup(0, weight=0.5, rampup_steps=0) == 0.5

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 import torch
@@ -67,3 +69,30 @@ def test_cli_train_refuses_an_unknown_model():
                        capture_output=True, text=True, timeout=120)
     assert r.returncode == 2
     assert "unknown model 'nope'; choose one of" in r.stderr
+
+
+def test_mmcr_and_supervised_half_label_models_see_the_same_labelled_chips(tiny_city):
+    # a fair comparison: MMCR only adds unlabelled chips; its labelled chips are, step for
+    # step, those the supervised-only model trains on
+    jobs = {n: RECIPES[n].make([tiny_city], width=4, depth=2)
+            for n in ("urban_fusion_half", "urban_mmcr_half")}
+    rngs = {n: np.random.default_rng([0, 7]) for n in jobs}
+    for _ in range(3):
+        (sx, sy), (mx, my) = (jobs[n].sample(rngs[n], 2) for n in jobs)
+        assert mx[0].shape[0] == 4
+        for a, b in zip(sx, mx, strict=True):
+            np.testing.assert_array_equal(a, b[:2])
+        np.testing.assert_array_equal(sy["y"], my["y"][:2])
+        assert sy["labelled"].all() and not my["labelled"][2:].any()
+
+
+def test_mmcr_recipe_ramps_the_consistency_weight_up(tiny_city):
+    job = RECIPES["urban_mmcr_half"].make([tiny_city], width=4, depth=2)
+    ramp = job.spec.training["consistency_rampup_steps"]
+    assert ramp > 0
+    torch.manual_seed(0)
+    out = {k: torch.randn(2, 1, 8, 8) for k in ("out", "sar", "optical")}
+    y = {"y": torch.ones(2, 1, 8, 8), "labelled": torch.tensor([1.0, 0.0])}
+    (early, parts), (late, _) = job.loss(out, y, 0), job.loss(out, y, ramp)
+    gap = job.spec.training["consistency_weight"] * parts["consistency"]
+    assert float(late - early) == pytest.approx(gap * (1 - math.exp(-5)), rel=1e-4)
