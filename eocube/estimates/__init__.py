@@ -51,7 +51,15 @@ from eocube.estimates.population import (
     topsis,
 )
 from eocube.estimates.sdg import lcrpgr, sdg_rates
-from eocube.estimates.stock import bottom_up_stock, ntl_stock_regression, stock_grid
+from eocube.estimates.stock import (
+    STOCK_MODELS,
+    TopDownStock,
+    bottom_up_stock,
+    cell_patches,
+    ntl_stock_regression,
+    stock_grid,
+    topdown_stock,
+)
 
 __all__ += [
     "AHPResult", "DeffResult", "GreeningResult", "PopulationComparison", "ahp_weights",
@@ -61,3 +69,5 @@ __all__ += [
     "ntl_stock_regression", "sdg_rates", "smoothed_surface", "stock_grid", "taz_features",
     "to_geoparquet", "topsis",
 ]
+# top-down stock with the shipped regressors (torch is imported on call, not here)
+__all__ += ["STOCK_MODELS", "TopDownStock", "cell_patches", "topdown_stock"]

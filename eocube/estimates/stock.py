@@ -3,13 +3,16 @@
 Bottom-up: footprint area × height (or floors × storey height) × material intensity of the
 structure type (kg per m³ of gross volume) from an editable table. Top-down (Bao et al. 2023):
 stock per grid cell regressed from imagery; the classical baseline here is the log-log
-regression of cell stock on the cell's NTL sum, and the fused ORS + NTL network lives in
-``eocube.models`` (imported lazily, never at module top).
+regression of cell stock on the cell's NTL sum; :func:`topdown_stock` runs the shipped fused
+ORS + NTL network and its ORS-only and NTL-only baselines next to it (``eocube.models``,
+imported lazily, never at module top).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+import dataclasses
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -22,8 +25,9 @@ if TYPE_CHECKING:
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
-__all__ = ["DEFAULT_INTENSITY", "DEFAULT_STOREY_HEIGHT", "MATERIALS", "bottom_up_stock",
-           "ntl_stock_regression", "stock_grid", "stock_metrics"]
+__all__ = ["DEFAULT_INTENSITY", "DEFAULT_STOREY_HEIGHT", "MATERIALS", "STOCK_MODELS",
+           "TopDownStock", "bottom_up_stock", "cell_patches", "ntl_stock_regression",
+           "stock_grid", "stock_metrics", "topdown_stock"]
 
 MATERIALS = ("concrete", "steel", "brick", "wood", "glass")
 
@@ -252,3 +256,289 @@ def stock_metrics(y_true: np.ndarray, y_pred: np.ndarray, /) -> dict[str, float]
 
     return {"spearman": m.spearman(y_true, y_pred), "wRMSE": m.weighted_rmse(y_true, y_pred),
             "total_rel_error": m.total_relative_error(y_true, y_pred)}
+
+
+# ---- top-down with the shipped networks ------------------------------------------------------
+
+#: The shipped stock regressors: fused ORS + NTL, and the ORS-only and NTL-only baselines.
+STOCK_MODELS = ("stock_fusion", "stock_optical", "stock_ntl")
+
+
+@dataclasses.dataclass(frozen=True)
+class TopDownStock:
+    """What :func:`topdown_stock` returns.
+
+    Attributes
+    ----------
+    cells
+        One row per grid cell (``cell`` = row-major index, ``row``, ``col``, the cell's
+        polygon): ``stock_t`` (the reference, when given), ``ntl_sum``, ``pred_<model>`` per
+        network and ``pred_ntl_loglog`` for the classical regression, ``evaluated`` (the cells
+        the metrics are measured on).
+    metrics
+        One row per estimate (``pred_`` column name without the prefix): ``spearman``,
+        ``wRMSE`` (t, weighted by the reference stock), ``total_rel_error`` and ``n_cells``;
+        empty without a reference.
+    grad_cam
+        Grad-CAM of the optical branch on (cell, row, col) in [0, 1] with the pixels' ``x``
+        and ``y`` (CRS coordinates) per cell; ``None`` when no cell was asked for.
+    """
+
+    cells: gpd.GeoDataFrame
+    metrics: pd.DataFrame
+    grad_cam: xr.DataArray | None
+
+
+def topdown_stock(
+    cells: xr.Dataset,
+    /,
+    *,
+    optical: xr.Dataset,
+    models: Sequence[str | Path] = STOCK_MODELS,
+    ntl_fit: np.ndarray | xr.Dataset | Sequence[xr.Dataset] | None = None,
+    cam_cells: Sequence[int] = (),
+    cam_model: str | Path = "stock_fusion",
+    device: str = "cpu",
+    batch_size: int = 256,
+) -> TopDownStock:
+    """Top-down stock per grid cell from the shipped regressors and the classical NTL baseline.
+
+    Each network (:data:`STOCK_MODELS` by default: fused ORS + NTL, ORS-only, NTL-only) gets
+    the cell's optical patch (the cell and a margin cut from the S2 composite, bands and margin
+    from its ModelSpec) and/or its monthly NTL series, and returns tonnes through the spec's
+    target transform (with the retransformation factor stored in the weights). Eager: loads
+    ``cells`` and ``optical``; torch is imported here, not with :mod:`eocube.estimates`.
+
+    Parameters
+    ----------
+    cells
+        The stock grid: ``ntl`` (time, y, x) monthly radiance per cell, optionally
+        ``stock_t`` (y, x), the reference stock in tonnes, for the metrics.
+    optical
+        The yearly S2 composite (one variable per band, reflectance) on a grid whose pixels
+        tile the cells exactly and share their origin.
+    models
+        Shipped weights names or ``.safetensors`` paths of stock regressors.
+    ntl_fit
+        Where the classical log-log NTL regression is fitted: a boolean mask over the cells
+        (row-major; those cells are then left out of every metric), or other cities' cell
+        Datasets with ``ntl`` and ``stock_t``; ``None`` leaves the classical row out.
+    cam_cells
+        Cell indices (the ``cell`` column) whose Grad-CAM to return.
+    cam_model
+        The model Grad-CAM explains; it needs an optical branch.
+    device
+        Torch device (``"auto"`` picks CUDA when present).
+    batch_size
+        Cells per forward pass.
+
+    Returns
+    -------
+    TopDownStock
+
+    Raises
+    ------
+    EstimateError
+        If the grids do not line up, a model is not a stock regressor, or a cell index is out
+        of range.
+
+    Examples
+    --------
+    >>> from eocube.models.data import load_city
+    >>> from eocube.synth import resolve_spec
+    >>> city = load_city(1, spec=resolve_spec("tiny"))
+    >>> td = topdown_stock(city.cells, optical=city.inputs[2021], cam_cells=[84])
+    >>> bool(td.metrics.loc["stock_fusion", "spearman"] > td.metrics.loc["stock_ntl", "spearman"])
+    True
+    >>> td.grad_cam.dims
+    ('cell', 'row', 'col')
+    """
+    import geopandas as gpd
+    import shapely
+
+    from eocube.models import read_spec
+
+    if "ntl" not in cells:
+        raise EstimateError("cells need the monthly NTL series 'ntl' on (time, y, x); it has "
+                            f"{sorted(map(str, cells.data_vars))}")
+    gb = cells.odc.geobox
+    ny, nx = gb.shape.yx
+    n = ny * nx
+    ntl = _cell_series(cells)
+    truth = (cells["stock_t"].to_numpy().reshape(-1).astype("float64")
+             if "stock_t" in cells else None)
+    r, c = np.divmod(np.arange(n), nx)
+    aff = gb.affine
+    x0, y0 = aff.c + c * aff.a, aff.f + r * aff.e
+    out = gpd.GeoDataFrame({"cell": np.arange(n), "row": r, "col": c},
+                           geometry=shapely.box(x0, y0 + aff.e, x0 + aff.a, y0), crs=gb.crs)
+    if truth is not None:
+        out["stock_t"] = truth
+    out["ntl_sum"] = _ntl_level(ntl)
+
+    patches: dict[tuple[tuple[str, ...], int], np.ndarray] = {}
+
+    def optical_patches(spec) -> np.ndarray:
+        bands = spec.input("optical").bands
+        margin = int(spec.training.get("optical_margin_px", 0))
+        key = (bands, margin)
+        if key not in patches:
+            patches[key] = cell_patches(cells, optical=optical, bands=bands, margin=margin)
+        p = patches[key]
+        if p.shape[-1] != spec.patch_size:
+            raise EstimateError(f"model {spec.name!r} was trained on {spec.patch_size}-pixel "
+                                f"patches; these cells give {p.shape[-1]} (cell size / pixel "
+                                f"size + 2 × {margin}). Use the grids it was trained on.")
+        return p
+
+    specs = {}
+    for m in models:
+        spec = read_spec(m)
+        if spec.architecture != "stock_regressor":
+            raise EstimateError(f"{str(m)!r} is a {spec.architecture}, not a stock regressor; "
+                                f"use one of {list(STOCK_MODELS)}")
+        specs[m] = spec
+    from eocube.models import load_model, predict
+
+    for m, spec in specs.items():
+        model, spec = load_model(m, device=device)
+        ins = {"ntl": ntl} if "ntl" in [i.name for i in spec.inputs] else {}
+        if "optical" in [i.name for i in spec.inputs]:
+            ins["optical"] = optical_patches(spec)
+        ins = {i.name: ins[i.name] for i in spec.inputs}
+        pred = np.concatenate([
+            predict(model, spec, {k: v[i:i + batch_size] for k, v in ins.items()},
+                    device=device)["out"] for i in range(0, n, batch_size)])
+        out[f"pred_{spec.name}"] = pred.astype("float64")
+
+    evaluated = np.ones(n, bool)
+    if ntl_fit is not None:
+        if isinstance(ntl_fit, np.ndarray) or (
+                hasattr(ntl_fit, "dtype") and not hasattr(ntl_fit, "data_vars")):
+            mask = np.asarray(ntl_fit, dtype=bool).reshape(-1)
+            if mask.shape != (n,):
+                raise EstimateError(f"ntl_fit mask has {mask.size} values for {n} cells")
+            if truth is None:
+                raise EstimateError("fitting the NTL regression on these cells needs their "
+                                    "'stock_t'")
+            fit = pd.DataFrame({"stock_t": truth, "ntl_sum": out["ntl_sum"].to_numpy()})
+            train = mask
+            evaluated = ~mask
+        else:
+            others = [ntl_fit] if hasattr(ntl_fit, "data_vars") else list(ntl_fit)
+            fit = pd.DataFrame({
+                "stock_t": np.concatenate([o["stock_t"].to_numpy().reshape(-1) for o in others]),
+                "ntl_sum": np.concatenate([_ntl_level(_cell_series(o)) for o in others])})
+            train = np.ones(len(fit), bool)
+        coef = ntl_stock_regression(fit, train=train).attrs["coef"]
+        x = out["ntl_sum"].to_numpy()
+        with np.errstate(divide="ignore"):
+            out["pred_ntl_loglog"] = np.where(
+                x > 0, np.exp(coef[0] + coef[1] * np.log(np.maximum(x, 1e-300))), 0.0)
+        out.attrs["ntl_loglog_coef"] = coef
+    out["evaluated"] = evaluated
+
+    rows = {}
+    if truth is not None:
+        from eocube.estimates import metrics as mt
+
+        t = truth[evaluated]
+        for col in [k for k in out.columns if k.startswith("pred_")]:
+            p = out[col].to_numpy()[evaluated]
+            rows[col.removeprefix("pred_")] = {
+                "spearman": mt.spearman(t, p),
+                "wRMSE": mt.weighted_rmse(t, p, sample_weight=t),
+                "total_rel_error": mt.total_relative_error(t, p),
+                "n_cells": int(evaluated.sum())}
+    metrics = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+
+    cam = None
+    if len(cam_cells):
+        ids = np.asarray(cam_cells, dtype=int)
+        if ids.min() < 0 or ids.max() >= n:
+            raise EstimateError(f"cam_cells {ids.tolist()} must be cell indices in [0, {n})")
+        cam_spec = read_spec(cam_model)
+        if "optical" not in [i.name for i in cam_spec.inputs]:
+            raise EstimateError(f"Grad-CAM explains the optical branch; model {cam_spec.name!r}"
+                                f" has only {[i.name for i in cam_spec.inputs]}. Use "
+                                "cam_model='stock_fusion' or 'stock_optical'.")
+        cam = _grad_cam(cam_model, ntl[ids], optical_patches(cam_spec)[ids], ids,
+                        optical=optical, cells=cells, device=device)
+    return TopDownStock(cells=out, metrics=metrics, grad_cam=cam)
+
+
+def cell_patches(cells: xr.Dataset, /, *, optical: xr.Dataset, bands: Sequence[str],
+                 margin: int) -> np.ndarray:
+    """(cell, band, P, P) optical patches: each cell of ``cells`` and ``margin`` pixels around.
+
+    Cells are in row-major order; ``P`` = cell size / pixel size + 2 × margin. The image is
+    reflect-padded where the margin (or a cell overhanging the east or south edge) leaves it,
+    as the stock models were trained. Eager.
+    """
+    cg, og = cells.odc.geobox, optical.odc.geobox
+    k = float(cg.resolution.x / og.resolution.x)
+    ky = float(cg.resolution.y / og.resolution.y)
+    origin_c, origin_o = cg.affine * (0, 0), og.affine * (0, 0)
+    if (k != ky or k < 1 or k != round(k) or not cg.crs == og.crs
+            or not np.allclose(origin_c, origin_o, atol=1e-6 * abs(og.resolution.x))):
+        raise EstimateError(
+            f"the optical grid (origin {origin_o}, pixel {og.resolution.xy}) does not tile the "
+            f"cells (origin {origin_c}, cell {cg.resolution.xy}); reproject the composite onto "
+            "a grid whose pixels divide the cells and share their origin.")
+    missing = [b for b in bands if b not in optical]
+    if missing:
+        raise EstimateError(f"the optical composite lacks bands {missing}; it has "
+                            f"{sorted(map(str, optical.data_vars))}")
+    k = int(round(k))
+    ny, nx = cg.shape.yx
+    dims = optical.odc.spatial_dims
+    img = np.stack([optical[b].transpose(*dims).to_numpy() for b in bands]).astype("float32")
+    pad = np.pad(img, ((0, 0), (margin, margin + max(ny * k - img.shape[1], 0)),
+                       (margin, margin + max(nx * k - img.shape[2], 0))), mode="reflect")
+    p = k + 2 * margin
+    return np.stack([pad[:, r * k:r * k + p, c * k:c * k + p]
+                     for r in range(ny) for c in range(nx)])
+
+
+def _cell_series(cells: xr.Dataset) -> np.ndarray:
+    """(cell, 1, time) NTL series, cells row-major."""
+    ntl = cells["ntl"]
+    dims = cells.odc.spatial_dims
+    a = ntl.transpose(*dims, "time").to_numpy().astype("float32")
+    return a.reshape(-1, 1, a.shape[-1])
+
+
+def _ntl_level(series: np.ndarray) -> np.ndarray:
+    """The classical regression's NTL predictor: each cell's mean radiance over its last twelve
+    months (the NTL sum of a cell as small as one NTL sample)."""
+    return series[:, 0, -12:].astype("float64").mean(axis=1)
+
+
+def _grad_cam(name: str | Path, ntl: np.ndarray, patches: np.ndarray, ids: np.ndarray, *,
+              optical: xr.Dataset, cells: xr.Dataset, device: str) -> xr.DataArray:
+    import xarray as xr
+
+    from eocube.models import grad_cam, load_model
+    from eocube.models.apply import to_tensor
+
+    model, spec = load_model(name, device=device)
+    dev = next(model.parameters()).device
+    opt = to_tensor(spec, "optical", patches, device=dev)
+    series = (to_tensor(spec, "ntl", ntl, device=dev)
+              if "ntl" in model.branches else None)
+    cam = grad_cam(model, opt, series).cpu().numpy()
+    # pixel-centre coordinates of each patch (the cell and its margin) on the optical grid
+    og = optical.odc.geobox
+    margin = int(spec.training.get("optical_margin_px", 0))
+    k = int(round(float(cells.odc.geobox.resolution.x / og.resolution.x)))
+    nx = cells.odc.geobox.shape.x
+    r, c = np.divmod(ids, nx)
+    off = np.arange(cam.shape[-1]) - margin + 0.5
+    aff = og.affine
+    xs = aff.c + (c[:, None] * k + off[None, :]) * aff.a
+    ys = aff.f + (r[:, None] * k + off[None, :]) * aff.e
+    return xr.DataArray(
+        cam.astype("float32"), dims=("cell", "row", "col"),
+        coords={"cell": ids, "x": (("cell", "col"), xs), "y": (("cell", "row"), ys)},
+        name="grad_cam", attrs={"model": spec.name, "margin_px": margin,
+                                "long_name": "Grad-CAM of the optical branch, max 1 per cell"})

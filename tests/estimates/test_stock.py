@@ -55,3 +55,100 @@ def test_ntl_loglog_regression_recovers_power_law():
     assert b == pytest.approx(1.3) and np.exp(a) == pytest.approx(5.0)
     with pytest.raises(EstimateError, match="singular"):
         ntl_stock_regression(cells.assign(ntl_sum=2.0), train=np.ones(200, bool))
+
+
+# ---- top-down with the shipped regressors ---------------------------------------------------
+
+@pytest.fixture(scope="module")
+def held_out():
+    """The held-out model city (seed 1): its 100 m cells and last-year S2 composite (~5 s)."""
+    pytest.importorskip("torch")
+    from eocube.models.data import HELD_OUT_SEED, city_spec, s2_composite, stock_cells
+    from eocube.synth import make_world
+    from eocube.synth.sensors import Scene
+
+    spec = city_spec()
+    scene = Scene(make_world(spec, seed=HELD_OUT_SEED))
+    return stock_cells(scene), s2_composite(scene, spec.end.year)
+
+
+@pytest.fixture(scope="module")
+def topdown(held_out):
+    import torch
+
+    from eocube.estimates.stock import topdown_stock
+
+    torch.set_num_threads(1)
+    cells, optical = held_out
+    return topdown_stock(cells, optical=optical, cam_cells=[525, 140])
+
+
+def test_cell_patches_are_the_training_patches(held_out):
+    from types import SimpleNamespace
+
+    from eocube.estimates.stock import cell_patches
+    from eocube.models.training import STOCK_MARGIN_PX, stock_samples
+    from eocube.synth.sensors import S2_BANDS
+
+    cells, optical = held_out
+    city = SimpleNamespace(inputs={0: optical}, years=(0,), cells=cells)
+    opt, _, _ = stock_samples(city)
+    p = cell_patches(cells, optical=optical, bands=S2_BANDS, margin=STOCK_MARGIN_PX)
+    np.testing.assert_array_equal(p, opt)
+
+
+def test_topdown_shapes_metrics_and_grad_cam(topdown, held_out):
+    cells, _ = held_out
+    n = cells.sizes["y"] * cells.sizes["x"]
+    c = topdown.cells
+    assert len(c) == n and c.crs == cells.odc.geobox.crs
+    assert {"pred_stock_fusion", "pred_stock_optical", "pred_stock_ntl"} <= set(c.columns)
+    assert (c.filter(like="pred_") >= 0).all().all() and c["evaluated"].all()
+    np.testing.assert_array_equal(c["stock_t"], cells["stock_t"].to_numpy().reshape(-1))
+    assert list(topdown.metrics.columns) == ["spearman", "wRMSE", "total_rel_error", "n_cells"]
+    assert list(topdown.metrics.index) == ["stock_fusion", "stock_optical", "stock_ntl"]
+    cam = topdown.grad_cam
+    assert cam.dims == ("cell", "row", "col") and cam.shape == (2, 20, 20)
+    assert cam["cell"].values.tolist() == [525, 140] and cam["x"].dims == ("cell", "col")
+    assert float(cam.min()) >= 0 and float(cam.max(("row", "col")).min()) == pytest.approx(1)
+    # the patch is the cell and 5 px around it: its centre pixel lies inside the cell
+    cell = c.geometry.iloc[525]
+    x, y = float(cam["x"].sel(cell=525)[10]), float(cam["y"].sel(cell=525)[10])
+    assert cell.bounds[0] < x < cell.bounds[2] and cell.bounds[1] < y < cell.bounds[3]
+
+
+def test_fused_beats_both_single_branch_baselines_on_held_out_cells(topdown):
+    m = topdown.metrics
+    for base in ("stock_optical", "stock_ntl"):
+        assert m.loc["stock_fusion", "spearman"] > m.loc[base, "spearman"]
+        assert abs(m.loc["stock_fusion", "total_rel_error"]) < abs(m.loc[base,
+                                                                         "total_rel_error"])
+    # the retransformation factor is applied: no longer the ~12 % under-estimate of exp()
+    assert abs(m.loc["stock_fusion", "total_rel_error"]) < 0.05
+
+
+def test_topdown_classical_row_and_split(held_out):
+    from eocube.estimates.stock import topdown_stock
+
+    cells, optical = held_out
+    mask = np.arange(cells.sizes["y"] * cells.sizes["x"]) % 4 == 0
+    td = topdown_stock(cells, optical=optical, models=["stock_ntl"], ntl_fit=mask)
+    assert list(td.metrics.index) == ["stock_ntl", "ntl_loglog"]
+    assert (td.metrics["n_cells"] == (~mask).sum()).all()
+    assert (td.cells["evaluated"] == ~mask).all() and len(td.cells.attrs["ntl_loglog_coef"]) == 2
+    assert td.grad_cam is None
+
+
+def test_topdown_errors_name_the_fix(held_out):
+    from eocube.estimates.stock import topdown_stock
+
+    cells, optical = held_out
+    with pytest.raises(EstimateError, match=r"Grad-CAM explains the optical branch.*"
+                                            r"cam_model='stock_fusion'"):
+        topdown_stock(cells, optical=optical, models=["stock_ntl"], cam_cells=[0],
+                      cam_model="stock_ntl")
+    shifted = optical.assign_coords(x=optical["x"] + 10.0)
+    with pytest.raises(EstimateError, match="does not tile the cells"):
+        topdown_stock(cells, optical=shifted, models=["stock_optical"])
+    with pytest.raises(EstimateError, match="not a stock regressor"):
+        topdown_stock(cells, optical=optical, models=["urban_s2"])
