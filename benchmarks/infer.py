@@ -66,7 +66,8 @@ def best(f, repeat: int) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="k=3, one repeat")
-    ap.add_argument("--k", type=int, default=4, help="tiles per side")
+    ap.add_argument("--k", type=int, default=8,
+                    help="tiles per side (4 chunks: more tiles balance them)")
     ap.add_argument("--tile", type=int, default=256)
     ap.add_argument("--overlap", type=int, default=32)
     ap.add_argument("--batch", type=int, default=4)
