@@ -13,13 +13,10 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import xarray as xr
 
 from eocube.catalog import LocalStacApi, open_archive
 from eocube.errors import ArchiveError, EmptySearchError
 from eocube.synth import build_city, resolve_spec
-
-SCL_INVALID = (0, 1, 3, 8, 9, 10)  # no data, saturated, cloud shadow, clouds, cirrus
 
 
 def _archive_for(out: Path, preset: str, seed: int, workers: int, log) -> Path:
@@ -38,17 +35,6 @@ def _archive_for(out: Path, preset: str, seed: int, workers: int, log) -> Path:
     build_city(path, preset=preset, seed=seed, overwrite=True, workers=workers)
     log(f"built the {preset!r} city in {time.perf_counter() - t:.1f} s at {path}")
     return path
-
-
-def s2_clear_reflectance(ds: xr.Dataset, bands: list[str]) -> xr.Dataset:
-    """The reflectance bands of a cube loaded by ``eocube.cube.load`` (already scaled) with
-    SCL clouds, shadows, cirrus, saturated and no-data pixels masked.
-
-    Lazy: returns dask-backed variables when ``ds`` is dask-backed.
-    """
-    from eocube.cube.masks import mask_clouds
-
-    return mask_clouds(ds[[*bands, "SCL"]], classes=SCL_INVALID)[bands]
 
 
 def _png(path: Path, rgb: np.ndarray) -> None:
@@ -72,8 +58,8 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
 
     from eocube.catalog.search import search
     from eocube.cube import load
+    from eocube.cube.masks import mask_clouds, to_db
     from eocube.cube.masks import ndvi as ndvi_of
-    from eocube.cube.masks import to_db
 
     def log(msg: str) -> None:
         if verbose:
@@ -95,7 +81,8 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
         found: dict[str, list] = {}
         queries = {
             "sentinel-2-l2a": {"datetime": f"{year}-06-01/{year}-09-30",
-                               # rustac has no Query/Filter extension: search filters locally
+                               # sent to the server, or applied locally where it lacks
+                               # the Query/Filter extensions (rustac's memory backend)
                                "filters": {"eo:cloud_cover": ("<", 30)}},
             "sentinel-1-rtc": {"datetime": f"{year}-06-01/{year}-09-30"},
             "viirs-ntl-monthly": {"datetime": f"{year}-01-01/{year}-12-31"},
@@ -121,7 +108,8 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
             "s1_times": int(s1.sizes["time"]), "ntl_times": int(ntl.sizes["time"]),
             "s2_graph_tasks": len(s2.__dask_graph__()),
         }
-        refl = s2_clear_reflectance(s2, ["B02", "B03", "B04", "B08"])
+        # SCL no data, saturated, shadow, clouds and cirrus become NaN; SCL itself is dropped
+        refl = mask_clouds(s2)
         comp = refl.median("time")
         ndvi = ndvi_of(comp)
         vv_db = to_db(s1.vv.where(s1.vv > 0).median("time"))

@@ -33,6 +33,7 @@ from eocube.synth.sensors import (
     S2_BOA_ADD_OFFSET,
     S2_PROCESSING_BASELINE,
     S2_QUANTIFICATION,
+    SCL_CLOUD_AND_SHADOW,
     Scene,
     apply_affine,
 )
@@ -250,7 +251,7 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
                             "uint16", nodata=0, resolution=res, scale=1 / S2_QUANTIFICATION,
                             offset=S2_BOA_ADD_OFFSET / S2_QUANTIFICATION)]})
         scl = _tile_slice(bands["SCL"], sub20, gb20)
-        cloud = float(np.isin(scl, (3, 8, 9, 10)).mean() * 100)
+        cloud = float(np.isin(scl, SCL_CLOUD_AND_SHADOW).mean() * 100)
         props = {
             "datetime": stac.iso(t), "platform": platform, "constellation": "sentinel-2",
             "instruments": ["msi"], "eo:cloud_cover": round(cloud, 3),

@@ -131,7 +131,7 @@ def _series(root: Path, collection: str, asset: str, row: int, col: int):
 def test_change_dates_appear_in_the_s2_and_s1_series(tiny_archive, tiny_world):
     scene = Scene(tiny_world)
     cd = scene.change_date
-    half = tiny_world.spec.tiles_per_side and cd.shape[0] // tiny_world.spec.tiles_per_side
+    half = cd.shape[0] // tiny_world.spec.tiles_per_side  # the first tile, 50Q0000
     sub = cd[:half, :half]
     new = scene.fractions[7][:half, :half]
     rows, cols = np.nonzero((sub >= 0) & (new > 0.95))
