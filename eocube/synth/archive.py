@@ -124,14 +124,15 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 def _write_archive(root: Path, world: World, *, workers: int) -> None:
     scene = Scene(world)
     _write_vectors(root / "vectors", world)
+    months = _ntl_series(scene)
     collections: dict[str, list[dict[str, Any]]] = {
         "sentinel-2-l2a": _sentinel2(root, scene, workers),
         "sentinel-1-rtc": _sentinel1(root, scene, workers),
-        "viirs-ntl-monthly": _ntl(root, scene),
+        "viirs-ntl-monthly": _ntl(root, scene, months),
         "eocube-synth-vhr": _vhr(root, scene),
         "eocube-synth-truth": _truth(root, scene),
         "eocube-synth-mobile": _mobile(root, scene),
-        "blackmarble-vnp46a3": _blackmarble(root, scene),
+        "blackmarble-vnp46a3": _blackmarble(root, scene, months),
     }
     for cid, items in collections.items():
         _write_collection(root, world, cid, items)
@@ -326,12 +327,20 @@ def ntl_months(spec: CitySpec) -> pd.DatetimeIndex:
                          freq="MS")
 
 
-def _ntl(root: Path, scene: Scene) -> list[dict[str, Any]]:
-    gb = scene.ntl_geobox
-    items = []
+def _ntl_series(scene: Scene) -> list[tuple[pd.Timestamp, pd.Timestamp, np.ndarray]]:
+    """(month start, month end, radiance) of every month, simulated once for both layouts."""
+    out = []
     for i, m in enumerate(ntl_months(scene.world.spec)):
         end = m + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23, minutes=59, seconds=59)
-        rad = scene.ntl_month(i, end)
+        out.append((m, end, scene.ntl_month(i, end)))
+    return out
+
+
+def _ntl(root: Path, scene: Scene, months: list[tuple[pd.Timestamp, pd.Timestamp, np.ndarray]]
+         ) -> list[dict[str, Any]]:
+    gb = scene.ntl_geobox
+    items = []
+    for m, end, rad in months:
         iid = f"VNP46A3_{m:%Y%m}_{scene.world.spec.name}"
         d = root / "viirs-ntl-monthly" / iid
         write_cog(d / "radiance.tif", rad, gb, nodata=float("nan"))
@@ -351,15 +360,15 @@ def _ntl(root: Path, scene: Scene) -> list[dict[str, Any]]:
 NTL_RES_M = 463.3  # 15 arc-seconds at the equator, as stated by the VIIRS products
 
 
-def _blackmarble(root: Path, scene: Scene) -> list[dict[str, Any]]:
+def _blackmarble(root: Path, scene: Scene,
+                 months: list[tuple[pd.Timestamp, pd.Timestamp, np.ndarray]]
+                 ) -> list[dict[str, Any]]:
     """The same monthly night lights as VNP46A3 HDF5 tiles (see ``synth.blackmarble``)."""
     from eocube.synth import blackmarble as bm
 
     gb = scene.ntl_geobox
     items = []
-    for i, m in enumerate(ntl_months(scene.world.spec)):
-        end = m + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23, minutes=59, seconds=59)
-        rad = scene.ntl_month(i, end)
+    for i, (m, end, rad) in enumerate(months):
         cx, cy = gb.extent.centroid.coords[0]
         h, v = bm.tile_of(cx, cy)
         tile = bm.tile_name(h, v)
