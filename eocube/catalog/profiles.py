@@ -287,29 +287,26 @@ VIIRS_NTL_MONTHLY = SensorProfile(
     description="VIIRS monthly night-time lights (COG on a 15 arc-second grid)",
 )
 
-BLACK_MARBLE_VNP46A3 = SensorProfile(
-    name="vnp46a3",
-    collections={"local": "blackmarble-vnp46a3", "cmr-stac": "VNP46A3_1"},
-    bands=(
-        BandSpec("radiance", aliases=("AllAngle_Composite_Snow_Free", "ntl"),
-                 resolution=NTL_RES_DEG, dtype="uint16", nodata=65535, scale=0.1,
-                 role="radiance", resampling="nearest", unit="nW cm-2 sr-1", asset="h5"),
-    ),
-    crs="EPSG:4326",
-    description="NASA Black Marble VNP46A3 monthly HDF5 tiles (10° × 10°, 15 arc-seconds)",
-)
 
-BLACK_MARBLE_VNP46A2 = SensorProfile(
-    name="vnp46a2",
-    collections={"local": "blackmarble-vnp46a2", "cmr-stac": "VNP46A2_1"},
-    bands=(
-        BandSpec("radiance", aliases=("DNB_BRDF-Corrected_NTL", "ntl"),
-                 resolution=NTL_RES_DEG, dtype="uint16", nodata=65535, scale=0.1,
-                 role="radiance", resampling="nearest", unit="nW cm-2 sr-1", asset="h5"),
-    ),
-    crs="EPSG:4326",
-    description="NASA Black Marble VNP46A2 daily HDF5 tiles (10° × 10°, 15 arc-seconds)",
-)
+def _black_marble(product: str, layer: str, cadence: str) -> SensorProfile:
+    """A NASA Black Marble product: one radiance band, the HDF5 ``layer``, in the ``h5``
+    asset (read by ``eocube.cube.blackmarble``)."""
+    return SensorProfile(
+        name=product.lower(),
+        collections={"local": f"blackmarble-{product.lower()}", "cmr-stac": f"{product}_1"},
+        bands=(
+            BandSpec("radiance", aliases=(layer, "ntl"),
+                     resolution=NTL_RES_DEG, dtype="uint16", nodata=65535, scale=0.1,
+                     role="radiance", resampling="nearest", unit="nW cm-2 sr-1", asset="h5"),
+        ),
+        crs="EPSG:4326",
+        description=f"NASA Black Marble {product} {cadence} HDF5 tiles (10° × 10°, "
+                    "15 arc-seconds)",
+    )
+
+
+BLACK_MARBLE_VNP46A3 = _black_marble("VNP46A3", "AllAngle_Composite_Snow_Free", "monthly")
+BLACK_MARBLE_VNP46A2 = _black_marble("VNP46A2", "DNB_BRDF-Corrected_NTL", "daily")
 
 SYNTH_VHR = SensorProfile(
     name="eocube-synth-vhr",

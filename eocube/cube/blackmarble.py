@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from eocube.catalog.profiles import SensorProfile
-from eocube.cube._read import FAILED, OnError, read_error
+from eocube.cube._read import FAILED, OnError, fuse_finite_first, read_error
 from eocube.errors import ConfigError, GridError
 
 FIELDS = "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields"
@@ -109,8 +109,7 @@ def _chunk_task(sources: tuple[tuple[str, str, str, Any], ...], layer: str, qlay
         pix = np.full(chunk_gb.shape.yx, np.nan, dtype="float32")
         rio_reproject(src, pix, tile_gb[win], chunk_gb, resampling=resampling,
                       src_nodata=np.nan, dst_nodata=np.nan)
-        take = ~np.isfinite(dst) & (np.isfinite(pix) | np.isnan(dst))
-        np.copyto(dst, pix, where=take)
+        fuse_finite_first(dst, pix)
     return dst[None]
 
 
@@ -128,7 +127,7 @@ def load_blackmarble(items: Sequence[Any], /, *, geobox: Any, profile: SensorPro
     from dask.base import tokenize
     from odc.geo.geobox import GeoboxTiles
 
-    from eocube.cube.load import _finish, group_items
+    from eocube.cube.load import DEFAULT_CHUNKS, _finish, group_items, missing_asset_error
 
     if profile.name not in PRODUCTS:
         raise ConfigError(f"profile {profile.name!r} is not a Black Marble product "
@@ -140,8 +139,8 @@ def load_blackmarble(items: Sequence[Any], /, *, geobox: Any, profile: SensorPro
     method = resampling or spec.resampling
     groups = group_items(list(items), groupby=groupby)  # type: ignore[arg-type]
     ch = dict(chunks or {})
-    cy, cx = int(ch.get("y", ch.get("latitude", 2048))), int(ch.get("x", ch.get("longitude",
-                                                                                 2048)))
+    cy = int(ch.get("y", ch.get("latitude", DEFAULT_CHUNKS["y"])))
+    cx = int(ch.get("x", ch.get("longitude", DEFAULT_CHUNKS["x"])))
     tiles = GeoboxTiles(geobox, (min(cy, geobox.shape.y), min(cx, geobox.shape.x)))
     srcs = []
     for g in groups:
@@ -150,8 +149,7 @@ def load_blackmarble(items: Sequence[Any], /, *, geobox: Any, profile: SensorPro
             key = profile.asset_key(it, band)
             if key is None:
                 if on_error == "raise":
-                    raise read_error(it.id, band, "(no such asset in the item)",
-                                     KeyError(f"item has assets {sorted(it.assets)}"))
+                    raise missing_asset_error(it, band)
                 continue
             row.append((it.assets[key].href, it.id, key, _tile_geobox(it, key)))
         srcs.append(tuple(row))

@@ -19,7 +19,7 @@ import numpy as np
 import xarray as xr
 
 from eocube.catalog.profiles import BandSpec, SensorProfile, get_profile, profile_for_item
-from eocube.cube._read import FAILED, FUSER, OnError, odc_driver, read_error
+from eocube.cube._read import FAILED, FUSER, OnError, fuse_finite_first, odc_driver, read_error
 from eocube.cube.gdal import ensure_configured, stackstac_env
 from eocube.errors import ConfigError, EmptySearchError, GridError, ReadError
 
@@ -47,8 +47,7 @@ def _solar_day(item: Any) -> _dt.date:
     """The local solar date of the acquisition (UTC + longitude / 15 h), as odc-stac uses."""
     import shapely
 
-    t = item.datetime or _dt.datetime.fromisoformat(
-        item.properties["start_datetime"].replace("Z", "+00:00"))
+    t = _nominal(item)
     if item.geometry is not None:
         lon = shapely.geometry.shape(item.geometry).centroid.x
     else:
@@ -81,13 +80,17 @@ def group_items(items: Sequence[Any], /, *, groupby: Groupby = "solar_day") -> l
 
 # ---- the grid ---------------------------------------------------------------------------
 
+def _proj_code(p: Mapping[str, Any]) -> str | None:
+    """The CRS of an item's ``proj:code`` or ``proj:epsg`` property; None without either."""
+    return p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
+
+
 def _item_crs(items: Sequence[Any]) -> str:
     from collections import Counter
 
     codes = Counter()
     for it in items:
-        p = it.properties
-        code = p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
+        code = _proj_code(it.properties)
         if code:
             codes[code] += 1
     if not codes:
@@ -153,7 +156,7 @@ def _native_bounds(items: Sequence[Any], crs: Any) -> Any:
     boxes = []
     for it in items:
         p = it.properties
-        code = p.get("proj:code") or (f"EPSG:{p['proj:epsg']}" if p.get("proj:epsg") else None)
+        code = _proj_code(p)
         shape, tr = p.get("proj:shape"), p.get("proj:transform")
         if code is None or shape is None or tr is None or crs != code:
             return None
@@ -230,15 +233,13 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     if len(set(bands)) != len(bands):
         raise ConfigError(f"bands={bands} names a band twice")
     specs = {b: prof.band(b) for b in bands}
+    gb = target_geobox(items, profile=prof, bands=bands, geobox=geobox, like=like, crs=crs,
+                       resolution=resolution, bbox=bbox)
     if any(s.asset == "h5" for s in specs.values()):
         from eocube.cube.blackmarble import load_blackmarble
 
-        gb = target_geobox(items, profile=prof, bands=bands, geobox=geobox, like=like,
-                           crs=crs, resolution=resolution, bbox=bbox)
         return load_blackmarble(items, geobox=gb, profile=prof, bands=bands, chunks=chunks,
                                 groupby=groupby, on_error=on_error)
-    gb = target_geobox(items, profile=prof, bands=bands, geobox=geobox, like=like, crs=crs,
-                       resolution=resolution, bbox=bbox)
     groups = group_items(items, groupby=groupby)
     table = _SourceTable(prof)
     keys = _asset_keys(groups, table, specs, on_error)
@@ -318,8 +319,7 @@ def _asset_keys(groups: list[list[Any]], table: _SourceTable, specs: dict[str, B
                 k = table.asset_key(it, band)
                 if k is None:
                     if on_error == "raise":
-                        raise read_error(it.id, band, "(no such asset in the item)",
-                                         KeyError(f"item has assets {sorted(it.assets)}"))
+                        raise missing_asset_error(it, band)
                     continue
                 if key is not None and k != key:
                     raise ConfigError(f"band {band!r} is asset {key!r} in some items and {k!r} "
@@ -330,6 +330,12 @@ def _asset_keys(groups: list[list[Any]], table: _SourceTable, specs: dict[str, B
         n_bands = len(groups[0][0].assets[key].extra_fields.get("raster:bands", []) or [1])
         out[band] = f"{key}.{spec.asset_band}" if n_bands > 1 else key
     return out
+
+
+def missing_asset_error(item: Any, band: str) -> Exception:
+    """The ``ReadError`` for an item whose metadata lacks ``band``'s asset."""
+    return read_error(item.id, band, "(no such asset in the item)",
+                      KeyError(f"item has assets {sorted(item.assets)}"))
 
 
 def _no_asset_error(band: str, prof: SensorProfile) -> Exception:
@@ -420,7 +426,7 @@ def _load_stackstac(items: list[Any], groups: list[list[Any]], gb: Any,
     bounds = tuple(gb.boundingbox)
     res = (abs(gb.resolution.x), abs(gb.resolution.y))
     reader = _stackstac.ReaderRaise if on_error == "raise" else _stackstac.ReaderNan
-    cy, cx = int(chunks.get("y", 2048)), int(chunks.get("x", 2048))
+    cy, cx = int(chunks.get("y", DEFAULT_CHUNKS["y"])), int(chunks.get("x", DEFAULT_CHUNKS["x"]))
     sizes = tuple(len(g) for g in groups)
     out: dict[str, xr.DataArray] = {}
     by_method: dict[str, list[str]] = {}
@@ -464,8 +470,7 @@ def _first_finite(a: np.ndarray, axis: int = -1) -> np.ndarray:
     a = np.moveaxis(a, axis, 0)
     out = np.full(a.shape[1:], np.nan, dtype=a.dtype)
     for layer in a:
-        take = ~np.isfinite(out) & (np.isfinite(layer) | np.isnan(out))
-        np.copyto(out, layer, where=take)
+        fuse_finite_first(out, layer)
     return out
 
 

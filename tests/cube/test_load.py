@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import json
-import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,7 +8,6 @@ import pystac
 import pytest
 
 from eocube.catalog import open_archive
-from eocube.catalog.search import search
 from eocube.cube import load, read_failures
 from eocube.cube.masks import cloud_mask, mask_clouds
 from eocube.errors import ReadError
@@ -21,12 +19,6 @@ def _truth(scene, t):
     dates = s2_dates(scene.world.spec)
     i = int(np.flatnonzero(dates.tz_convert(None) == pd.Timestamp(t))[0])
     return scene.s2_scene(i, dates[i])
-
-
-@pytest.fixture(scope="module")
-def s2_items(stac_api):
-    # one clear and some cloudy dates
-    return search(stac_api, profile="s2", datetime="2020-05-01/2020-06-30")
 
 
 @pytest.mark.parametrize("engine", ["odc", "stackstac"])
@@ -74,26 +66,6 @@ def test_like_and_crs_resolution_give_the_same_grid(s2_items, tiny_scene):
 
 
 # ---- failures ------------------------------------------------------------------------------
-
-@pytest.fixture()
-def broken_items(s2_items, tmp_path):
-    """Items of the first date; one tile's B04 corrupted, another's B08 file missing and a
-    third item without its B04 asset at all."""
-    t0 = s2_items[0].datetime
-    items = [it.clone() for it in s2_items if it.datetime == t0]
-    assert len(items) == 4
-    src = items[0].assets["B04"].get_absolute_href().removeprefix("file://")
-    bad = tmp_path / "corrupt.tif"
-    shutil.copy(src, bad)
-    raw = bytearray(bad.read_bytes())
-    raw[-2000:] = b"\x00\x13" * 1000  # garbage in the last tiles' compressed bytes
-    raw[len(raw) // 2:len(raw) // 2 + 4000] = b"\xff" * 4000
-    bad.write_bytes(bytes(raw))
-    items[0].assets["B04"].href = bad.as_uri()
-    items[1].assets["B08"].href = (tmp_path / "gone.tif").as_uri()
-    del items[2].assets["B04"]
-    return items
-
 
 def test_failures_raise_by_default_naming_item_and_asset(broken_items, tiny_scene):
     ok = broken_items[3]

@@ -4,22 +4,14 @@ failures; and it leaves every other grid to odc-stac."""
 
 from __future__ import annotations
 
-import shutil
-
 import numpy as np
 import pytest
 import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from eocube.catalog.search import search
 from eocube.cube import _pasted, load, read_failures
 from eocube.errors import ReadError
-
-
-@pytest.fixture(scope="module")
-def s2_items(stac_api):
-    return search(stac_api, profile="s2", datetime="2020-05-01/2020-06-30")
 
 
 def _both(monkeypatch, items, **kw):
@@ -108,24 +100,6 @@ def test_graph_is_one_task_per_chunk_and_builds_lazily(s2_items, tiny_scene):
                 chunks={"x": 32, "y": 32})
     n_chunks = sum(v.data.npartitions for v in cube.data_vars.values())
     assert len(dict(cube.__dask_graph__())) == n_chunks
-
-
-@pytest.fixture()
-def broken_items(s2_items, tmp_path):
-    """One date's items: a corrupt B04, a missing B08 file, an item without B04."""
-    t0 = s2_items[0].datetime
-    items = [it.clone() for it in s2_items if it.datetime == t0]
-    src = items[0].assets["B04"].get_absolute_href().removeprefix("file://")
-    bad = tmp_path / "corrupt.tif"
-    shutil.copy(src, bad)
-    raw = bytearray(bad.read_bytes())
-    raw[-2000:] = b"\x00\x13" * 1000
-    raw[len(raw) // 2:len(raw) // 2 + 4000] = b"\xff" * 4000
-    bad.write_bytes(bytes(raw))
-    items[0].assets["B04"].href = bad.as_uri()
-    items[1].assets["B08"].href = (tmp_path / "gone.tif").as_uri()
-    del items[2].assets["B04"]
-    return items
 
 
 def test_failures_equal_odc_stac_under_both_policies(monkeypatch, broken_items, tiny_scene):
