@@ -156,8 +156,7 @@ def mae(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = N
 
 def rmse(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
     """Root mean squared error."""
-    t, p, w = _pairs(y_true, y_pred, None, mask)
-    return _out(np.sqrt(_wmean((p - t) ** 2, w)))
+    return weighted_rmse(y_true, y_pred, sample_weight=None, mask=mask)
 
 
 def weighted_rmse(y_true: Any, y_pred: Any, /, *, sample_weight: Any, mask: Any = None) -> Any:

@@ -674,6 +674,14 @@ def deff(
     return _result(p, f, truth_col=truth_col, community_id_col=community_id_col)
 
 
+def _with_geometry(comm: pd.DataFrame, communities: gpd.GeoDataFrame,
+                   community_id_col: str) -> gpd.GeoDataFrame:
+    """The community table on the community polygons, ``test`` turned into ``split``."""
+    comm = comm.assign(split=np.where(comm["test"], "test", "train")).drop(columns=["test"])
+    return communities[[community_id_col, "geometry"]].merge(comm, on=community_id_col,
+                                                             how="left")
+
+
 def _result(p: _Prepared, f: dict, *, truth_col, community_id_col) -> DeffResult:
     from eocube.estimates._metrics import regression_report
 
@@ -686,10 +694,7 @@ def _result(p: _Prepared, f: dict, *, truth_col, community_id_col) -> DeffResult
     t["d_plus"] = f["ts"]["d_plus"].to_numpy()
     t["d_minus"] = f["ts"]["d_minus"].to_numpy()
     t["e_out"] = f["ts"]["closeness"].to_numpy()
-    comm = f["comm"].copy()
-    comm["split"] = np.where(comm["test"], "test", "train")
-    comm = p.communities[[community_id_col, "geometry"]].merge(
-        comm.drop(columns=["test"]), on=community_id_col, how="left")
+    comm = _with_geometry(f["comm"], p.communities, community_id_col)
     rows = []
     for split, m in _community_metrics(f["comm"]).items():
         rows.append({"level": "community", "split": split, **m})
@@ -927,7 +932,7 @@ def compare_population(
     fit = ~comm["test"].to_numpy()
     y = comm["pop"].to_numpy(np.float64)
     # LR(building)
-    floor_area = (b["floors_used"] * b["footprint_m2"]).to_numpy()
+    floor_area = b["e_in_one"].to_numpy()  # f·a, from _prepare
     bf = pd.DataFrame({"cid": cid_b, "fp": b["footprint_m2"].to_numpy(), "fa": floor_area,
                        "n": 1.0}).groupby("cid").sum()
     Xb = bf.reindex(comm[community_id_col]).fillna(0.0).to_numpy()
@@ -968,8 +973,6 @@ def compare_population(
                                    bld_pred[name][in_test_b])
             row.update({"bld_MAE": bm["MAE"], "bld_RMSE": bm["RMSE"], "bld_R2": bm["R2"]})
         rows.append(row)
-    comm["split"] = np.where(comm["test"], "test", "train")
-    out_comm = communities[[community_id_col, "geometry"]].merge(
-        comm.drop(columns=["test"]), on=community_id_col, how="left")
     return PopulationComparison(table=pd.DataFrame(rows).set_index("model"),
-                                communities=out_comm, deff=deff_res)
+                                communities=_with_geometry(comm, communities, community_id_col),
+                                deff=deff_res)

@@ -130,7 +130,7 @@ def bottom_up_stock(
                                 f"there is no floors column {floors_col!r} to derive it.")
         floors = pd.to_numeric(buildings[floors_col], errors="coerce").to_numpy(np.float64)
         if isinstance(storey_height, Mapping):
-            default = float(storey_height.get("default", 3.0))
+            default = float(storey_height.get("default", DEFAULT_STOREY_HEIGHT["default"]))
             if function_col is not None and function_col in buildings.columns:
                 func = buildings[function_col].astype(str).to_numpy()
                 sh = np.array([float(storey_height.get(f, default)) for f in func])
