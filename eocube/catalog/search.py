@@ -279,5 +279,10 @@ def _sign(signer: Signer, item: Any) -> Any:
 def filter_items(items: Iterable[Any], /, *, filters: Filters) -> list[Any]:
     """The items whose properties match ``filters`` (as in ``search``), on the client."""
     conds = _normalise_filters(filters)
-    return [it for it in items if _passes(getattr(it, "properties", None) or
-                                          it.get("properties", {}), conds)]
+    return [it for it in items if _passes(_properties(it), conds)]
+
+
+def _properties(item: Any) -> dict[str, Any]:
+    """Properties of a pystac Item or an item dict (an Item's may be empty)."""
+    props = getattr(item, "properties", None)
+    return props if props is not None else item.get("properties", {})

@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import geopandas as gpd
 import numpy as np
-import pandas as pd
 import pytest
 import shapely
 
@@ -176,4 +175,3 @@ def test_taz_without_pois_falls_back_to_land_use(city):
     sel = out[out["taz_id"] == tid]
     assert len(sel) and (sel["function_source"] == "land_use").all()
     assert (sel["function"] == "residential").all()
-    assert isinstance(out, pd.DataFrame)
