@@ -56,7 +56,7 @@ def _bounds(chunks: Sequence[int]) -> np.ndarray:
 
 
 def _reach(tiling: Tiling, n: int, start: int, stop: int) -> tuple[int, ...]:
-    """Origins of the tiles starting in ``[start, stop)`` and the end of the last one."""
+    """Origins of the tiles starting in ``[start, stop)``."""
     o = tiling.origins(n)
     return tuple(int(v) for v in o[(o >= start) & (o < stop)])
 

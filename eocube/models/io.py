@@ -22,7 +22,7 @@ from eocube.models.spec import (
     METADATA_KEY,
     ModelSpec,
     read_header,
-    read_spec,
+    spec_from_metadata,
     weights_path,
 )
 
@@ -120,9 +120,9 @@ def load_model(path_or_name: str | Path, /, *, device: str | torch.device = "aut
     ['s1', 's2']
     """
     p = weights_path(path_or_name)
-    spec = read_spec(p)
+    header, meta = read_header(p)  # one read of the header: spec and tensor table
+    spec = spec_from_metadata(meta, p)
     model = build_model(spec)
-    header, _ = read_header(p)
     found = {}
     for k, v in header.items():
         dt = _DTYPES.get(v.get("dtype"))

@@ -287,13 +287,6 @@ def band_stats(x: np.ndarray, /, *, axis: int = 0,
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
 
 
-def spec_summary(specs: Sequence[ModelSpec]) -> list[dict[str, Any]]:
-    """One row per spec: name, architecture, inputs and bands, task, outputs."""
-    return [{"name": s.name, "architecture": s.architecture, "task": s.task,
-             "inputs": {i.name: list(i.bands) for i in s.inputs}, "outputs": list(s.outputs),
-             "patch_size": s.patch_size} for s in specs]
-
-
 # ---- weights files, read without torch ----------------------------------------------------
 
 WEIGHTS_DIR = Path(__file__).parent / "weights"
@@ -343,6 +336,12 @@ def read_spec(path_or_name: str | Path) -> ModelSpec:
     """The ModelSpec stored in a weights file (no torch tensor is read)."""
     p = weights_path(path_or_name)
     _, meta = read_header(p)
+    return spec_from_metadata(meta, p)
+
+
+def spec_from_metadata(meta: Mapping[str, str], path: str | Path) -> ModelSpec:
+    """The ModelSpec in the safetensors metadata ``meta`` of the file ``path``."""
+    p = Path(path)
     if METADATA_KEY not in meta:
         raise ModelSpecError(f"{str(p)!r} carries no eocube model spec (metadata key "
                              f"{METADATA_KEY!r}); it was not written by eocube.models.save_model")

@@ -22,6 +22,7 @@ from eocube.errors import ConfigError
 from eocube.models.apply import autocast
 from eocube.models.data import (
     S1_BANDS,
+    STOCK_CELL_M,
     TRAIN_SEEDS,
     VHR_BANDS,
     CityData,
@@ -170,8 +171,8 @@ def _urban_dual(cities: list[CityData], *, width: int, depth: int, labels: str =
                        "labelled": labelled})
     spec = ModelSpec(
         name=name, architecture="dual_stream_unet",
-        kwargs={"sar_channels": 2, "optical_channels": 6, "out_channels": 1, "width": width,
-                "depth": depth},
+        kwargs={"sar_channels": len(S1_BANDS), "optical_channels": len(S2_BANDS),
+                "out_channels": 1, "width": width, "depth": depth},
         inputs=(s1, s2), task="segmentation", patch_size=patch, outputs=("builtup",),
         training={"labels": labels, "consistency_weight": consistency_weight,
                   "consistency_rampup_steps": consistency_rampup_steps})
@@ -237,7 +238,7 @@ def _buildings(cities: list[CityData], *, width: int, depth: int, patch: int = 1
     stacks = [{"x": _norm(inp, x), "y": lab.astype("float32")} for x, lab in raw]
     spec = ModelSpec(
         name="buildings_vhr", architecture="unet",
-        kwargs={"in_channels": 3, "out_channels": 1, "width": width, "depth": depth},
+        kwargs={"in_channels": len(VHR_BANDS), "out_channels": 1, "width": width, "depth": depth},
         inputs=(inp,), task="segmentation", patch_size=patch, outputs=("building",))
     return Job(spec, _chip_sampler(stacks, ["x"], ["y"], size=patch), _pj_heads({"out": "y"}))
 
@@ -285,11 +286,11 @@ def _stock(cities: list[CityData], *, width: int, depth: int,
     tag = "fusion" if len(branches) == 2 else branches[0]
     spec = ModelSpec(
         name=f"stock_{tag}", architecture="stock_regressor",
-        kwargs={"optical_channels": 6, "ntl_length": int(ntl.shape[-1]), "width": width,
-                "branches": list(branches)},
+        kwargs={"optical_channels": len(S2_BANDS), "ntl_length": int(ntl.shape[-1]),
+                "width": width, "branches": list(branches)},
         inputs=inputs, task="regression", patch_size=int(opt.shape[-1]),
         outputs=("stock_total",), units="t", target_transform=tt,
-        training={"cell_m": 100, "optical_margin_px": STOCK_MARGIN_PX})
+        training={"cell_m": STOCK_CELL_M, "optical_margin_px": STOCK_MARGIN_PX})
 
     def sample(rng: np.random.Generator, batch: int) -> Batch:
         idx = rng.integers(0, len(target), batch)

@@ -78,8 +78,7 @@ def test_killing_a_worker_mid_write_still_completes_identically(client, unet_pat
     assert result["r"].chunks_total == 16 and result["r"].chunks_written == 16
     back = xr.open_zarr(store)["builtup"]
     np.testing.assert_allclose(back.values, ref.values, atol=1e-6, rtol=0)
-    assert back.attrs["eocube_complete"] if "eocube_complete" in back.attrs else xr.open_zarr(
-        store).attrs["eocube_complete"]
+    assert xr.open_zarr(store).attrs["eocube_complete"]
 
 
 def test_killed_run_resumes_computing_only_missing_chunks(unet_path, tmp_path):
