@@ -62,7 +62,7 @@ def plan(groups: list[list[Any]], gb: Any, parts: Mapping[str, tuple[str, int]],
         return None
     gbt = GeoboxTiles(gb, (min(cy, gb.shape.y), min(cx, gb.shape.x)))
     crs_ok: dict[str, bool] = {}
-    bins: dict[tuple[Any, ...], list[tuple[int, int]]] = {}
+    bins: dict[tuple[Any, ...], tuple[list[tuple[int, int]], Any]] = {}
     out: dict[str, list[dict[tuple[int, int], list[Any]]]] = {b: [] for b in parts}
     assets = {a for a, _ in parts.values()}
     for g in groups:
@@ -89,20 +89,22 @@ def plan(groups: list[list[Any]], gb: Any, parts: Mapping[str, tuple[str, int]],
                 grid = g_
             if grid is None:
                 continue  # none of the assets: nothing to read
-            tiles = bins.get(grid)
-            if tiles is None:
+            binned = bins.get(grid)
+            if binned is None:
                 (h, w), tr6 = grid
+                src_gb = GeoBox(wh_(w, h), Affine(*tr6), gb.crs)
                 # odc-stac bins an item by its image footprint; the same call, once per grid
-                tiles = bins[grid] = list(gbt.tiles(GeoBox(wh_(w, h), Affine(*tr6),
-                                                           gb.crs).extent))
+                binned = bins[grid] = (list(gbt.tiles(src_gb.extent)), src_gb)
+            tiles, src_gb = binned
+            hrefs: dict[str, str] = {}
             for b, (a, bidx) in parts.items():
                 asset = it.assets.get(a)
                 if asset is None:
                     continue
+                if a not in hrefs:
+                    hrefs[a] = asset.get_absolute_href() or asset.href
                 s, o = scales.get((it.id, a, bidx), (1.0, 0.0))
-                (h, w), tr6 = grid
-                src = RasterSource(asset.get_absolute_href() or asset.href, band=bidx,
-                                   geobox=GeoBox(wh_(w, h), Affine(*tr6), gb.crs),
+                src = RasterSource(hrefs[a], band=bidx, geobox=src_gb,
                                    driver_data=SourceInfo(it.id, a, s, o))
                 for t in tiles:
                     steps[b].setdefault(t, []).append(src)

@@ -242,14 +242,19 @@ def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
 
     dtype = np.dtype(cfg.dtype)
     fill = resolve_dst_fill_value(dtype, cfg, resolve_src_nodata(cfg.fill_value, cfg))
+    fresh = bool(np.isnan(fill)) if dtype.kind == "f" else False
     dst = np.empty((1, *gbox.shape.yx), dtype=dtype)
-    np.copyto(dst, fill)
-    if not srcs:
-        return dst
+    # with a NaN fill, only the pixels no read reaches are filled (at the end, or before the
+    # first fuse: a fuser reads what is there); tiles usually cover the chunk, so this
+    # saves a pass over it
+    filled = not fresh
+    if filled or not srcs:
+        np.copyto(dst, fill)
+        if not srcs:
+            return dst
     fuse = resolve_fuser(cfg.fuser_fqn) if cfg.fuser_fqn is not None else None
     if fuse is None:
         fuse = fuser_for_nodata(fill)
-    fresh = bool(np.isnan(fill)) if dtype.kind == "f" else False
     done: list[tuple[slice, slice]] = []
     placed: list[tuple[slice, slice]] = []
 
@@ -274,10 +279,29 @@ def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
             if fresh and not any(_overlap(roi, r) for r in done):
                 view[...] = pix
             else:
+                if not filled:
+                    fill_outside(dst[0], done, fill)
+                    filled = True
                 fuse(view, pix)
             done.append(roi)
+    if not filled:
+        fill_outside(dst[0], done, fill)
     return dst
 
 
 def _overlap(a: tuple[slice, slice], b: tuple[slice, slice]) -> bool:
     return all(x.start < y.stop and y.start < x.stop for x, y in zip(a, b, strict=True))
+
+
+def fill_outside(a: np.ndarray, rects: list[tuple[slice, slice]], value: Any) -> None:
+    """Set the pixels of the 2-D ``a`` outside every (rows, cols) rectangle of ``rects`` (with
+    explicit, in-bounds starts and stops) to ``value``: the rectangles' edges cut ``a`` into
+    a small grid of cells, and the cells no rectangle covers are filled."""
+    ny, nx = a.shape
+    ys = sorted({0, ny, *(r[0].start for r in rects), *(r[0].stop for r in rects)})
+    xs = sorted({0, nx, *(r[1].start for r in rects), *(r[1].stop for r in rects)})
+    covered = np.zeros((len(ys) - 1, len(xs) - 1), bool)
+    for ry, rx in rects:
+        covered[ys.index(ry.start):ys.index(ry.stop), xs.index(rx.start):xs.index(rx.stop)] = True
+    for i, j in zip(*np.nonzero(~covered), strict=True):
+        a[ys[i]:ys[i + 1], xs[j]:xs[j + 1]] = value

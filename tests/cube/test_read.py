@@ -75,3 +75,57 @@ def test_values_are_scaled_inside_the_load_task(stac_api, tiny_scene):
     layers = cube.B04.data.__dask_graph__().layers
     # odc-stac's open and load layers (and its small config entries), no scaling layer
     assert not any("scale" in name for name in layers), list(layers)
+
+
+def test_fill_outside_fills_exactly_the_uncovered_pixels():
+    from eocube.cube._read import fill_outside
+
+    rng = np.random.default_rng(5)
+    for _ in range(200):
+        ny, nx = (int(v) for v in rng.integers(1, 40, 2))
+        rects, covered = [], np.zeros((ny, nx), bool)
+        for _ in range(int(rng.integers(0, 6))):
+            y0, y1 = sorted(int(v) for v in rng.integers(0, ny + 1, 2))
+            x0, x1 = sorted(int(v) for v in rng.integers(0, nx + 1, 2))
+            rects.append((slice(y0, y1), slice(x0, x1)))
+            covered[y0:y1, x0:x1] = True
+        a = np.zeros((ny, nx), "float32")
+        fill_outside(a, rects, np.nan)
+        np.testing.assert_array_equal(np.isnan(a), ~covered)
+
+
+@pytest.mark.parametrize("claims", [False, True])
+def test_load_chunk_fills_and_fuses_like_a_prefilled_chunk(monkeypatch, claims):
+    """Sources that overlap, leave gaps and hold NaN: the chunk (filled only where no read
+    lands) equals filling it all with NaN first and taking each pixel's first non-NaN."""
+    from eocube.cube import _read
+
+    rng = np.random.default_rng(11)
+    gbox = GeoBox((30, 40), Affine(10, 0, 0, 0, -10, 0), "EPSG:32650")
+    for _ in range(50):
+        reads = []
+        for _ in range(int(rng.integers(1, 5))):
+            y0, y1 = sorted(int(v) for v in rng.choice(31, 2, replace=False))
+            x0, x1 = sorted(int(v) for v in rng.choice(41, 2, replace=False))
+            pix = rng.normal(size=(y1 - y0, x1 - x0)).astype("float32")
+            pix[rng.uniform(size=pix.shape) < 0.2] = np.nan
+            reads.append(((slice(y0, y1), slice(x0, x1)), pix))
+
+        class Fake:
+            def __init__(self, src, ctx, on_error):
+                self.roi, self.pix = src
+
+            def read(self, cfg, gbox, claim=None):
+                dst = claim(self.roi) if claims and claim is not None else None
+                if dst is None:
+                    return self.roi, self.pix.copy()
+                dst[...] = self.pix
+                return self.roi, dst
+
+        monkeypatch.setattr(_read, "_Reader", Fake)
+        cfg = RasterLoadParams(dtype="float32", fill_value=np.nan)
+        got = _read.load_chunk(reads, gbox, cfg, "raise", {})[0]
+        want = np.full(gbox.shape.yx, np.nan, "float32")
+        for roi, pix in reads:
+            np.copyto(want[roi], pix, where=np.isnan(want[roi]))
+        np.testing.assert_array_equal(got, want)
