@@ -117,8 +117,8 @@ def main() -> None:
 
     from eocube.estimates._io import to_geoparquet
     from eocube.estimates.population import compare_population, taz_features
-    from eocube.estimates.testing import city_inputs
     from eocube.synth import resolve_spec
+    from eocube.testing.estimates import city_inputs
 
     spec = resolve_spec("tiny", size_m=6400, block_m=300) if args.quick else resolve_spec("demo")
     t0 = time.perf_counter()

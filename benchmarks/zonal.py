@@ -33,8 +33,8 @@ from dask.array.core import PerformanceWarning
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import wrap_xr
 
+from eocube.testing.zones import exactextract_stats
 from eocube.zonal import zonal_stats
-from eocube.zonal.testing import exactextract_stats
 
 CRS = "EPSG:32650"
 STATS = ("sum", "mean", "count")

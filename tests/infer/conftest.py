@@ -7,7 +7,7 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from tests.infer import scene  # noqa: E402
+from eocube.testing import scenes as scene  # noqa: E402
 
 
 @pytest.fixture(autouse=True)

@@ -21,7 +21,7 @@ import xarray as xr
 from eocube.errors import ConfigError
 from eocube.infer import predict, reset_stats, start_client, stats, to_cog, to_zarr
 from eocube.infer.write import PROGRESS
-from tests.infer import scene
+from eocube.testing import scenes as scene
 
 pytestmark = pytest.mark.slow
 KW = dict(tile=64, overlap=16, device="cpu", batch_size=4)
@@ -83,7 +83,7 @@ def test_killing_a_worker_mid_write_still_completes_identically(client, unet_pat
 
 def test_killed_run_resumes_computing_only_missing_chunks(unet_path, tmp_path):
     store = tmp_path / "resume.zarr"
-    code = (SLOW.format(s=0.1) + "import dask\nfrom tests.infer import scene\n"
+    code = (SLOW.format(s=0.1) + "import dask\nfrom eocube.testing import scenes as scene\n"
             "from eocube.infer import predict, to_zarr\n"
             f"c = scene.cube(128, 256, 2, chunks=64)\n"
             f"to_zarr(predict(c, {str(unet_path)!r}, **{KW!r}), {str(store)!r})\n")

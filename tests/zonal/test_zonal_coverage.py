@@ -11,8 +11,8 @@ from hypothesis import strategies as st
 from odc.geo.geobox import GeoBox
 
 from eocube.errors import ConfigError, GridError, ZoneError
+from eocube.testing.zones import random_polygons
 from eocube.zonal import zonal_coverage
-from eocube.zonal.testing import random_polygons
 
 
 def _cells(gbox: GeoBox, rows: np.ndarray, cols: np.ndarray) -> np.ndarray:

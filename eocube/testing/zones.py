@@ -1,4 +1,4 @@
-"""Seeded zone and raster factories for zonal tests and benchmarks (no files, no network).
+"""Seeded zone and raster factories for the zonal tests and benchmark (no files, no network).
 
 Also the bridge to exactextract, the reference for exact coverage, so tests and the benchmark
 call it the same way.

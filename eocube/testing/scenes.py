@@ -1,6 +1,5 @@
-"""Tiny georegistered scenes and tiny saved models for the inference tests (seeded, no files
-fetched). Also imported by the subprocess of the kill-and-resume test and by the benchmark.
-"""
+"""Tiny georegistered scenes and tiny saved models for the inference tests, the kill-and-resume
+subprocess and ``benchmarks/infer.py`` (seeded, no files fetched)."""
 
 from __future__ import annotations
 
