@@ -3,13 +3,17 @@ pixels, in one process; scaling from 1 to 2 LocalCluster workers; on a CUDA mach
 10 m with and without bf16 AMP against the GPU's bare forward.
 
 The model is a U-Net of the shipped size (width 16, depth 3, 4 bands, random weights: speed
-does not depend on training). The image side is ``k × (tile − overlap) + overlap`` so the
-global tile grid fits it exactly (no shifted last tile). "Bare" runs the model on batches of
-non-overlapping tiles that cover the same pixels once, with no dask, no tiling, no blending.
-The overhead of predict is split into the overlap itself (tiles share ``overlap`` pixels, so
-the model sees (tile / stride)² more pixels) and the rest (tiling, blending, dask).
+does not depend on training). "Bare" runs the model alone on batches of random tiles — no
+dask, no tiling, no blending, no overlap — and its speed on a CPU depends on the tile side and
+the batch size (large batches run slower per pixel), so the bare forward is swept over both
+and the **fastest** configuration is the reference: the best a hand-written loop could do.
+``predict`` runs with its defaults (tile, overlap, batch by device) unless ``--tile`` /
+``--overlap`` / ``--batch`` are given. The image side is ``k × (tile − overlap) + overlap``
+so the global tile grid fits it exactly. The overhead of predict is split into the overlap
+itself (tiles share ``overlap`` pixels, so the model sees (tile / stride)² more pixels) and the
+rest (tiling, blending, dask).
 
-    .venv/bin/python benchmarks/infer.py [--quick] [--k 4] [--tile 256] [--overlap 32]
+    .venv/bin/python benchmarks/infer.py [--quick] [--k 4] [--tile 384] [--overlap 32]
 """
 
 from __future__ import annotations
@@ -20,17 +24,15 @@ for _v in ("OMP_NUM_THREADS", "MKL_NUM_THREADS", "OPENBLAS_NUM_THREADS"):
     os.environ.setdefault(_v, "1")
 
 import argparse  # noqa: E402
-import sys  # noqa: E402
 import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import torch  # noqa: E402
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from eocube.infer import predict, start_client  # noqa: E402
 from eocube.models import InputSpec, ModelSpec, build_model, save_model  # noqa: E402
-from tests.infer import scene  # noqa: E402
+from eocube.testing import scenes as scene  # noqa: E402
 
 BANDS = ("B02", "B03", "B04", "B08")
 
@@ -59,49 +61,83 @@ def bare(model, n: int, k: int, dev: torch.device, amp: bool, batch: int) -> flo
     return time.perf_counter() - t0
 
 
+def sweep(model, sides: list[int], batches: list[int], px: int, repeat: int
+          ) -> dict[tuple[int, int], float]:
+    """Bare forward speed (pixels/s) per (tile side, batch), each over about ``px`` pixels."""
+    cpu = torch.device("cpu")
+    out = {}
+    for side in sides:
+        for b in batches:
+            n_tiles = max(b, round(px / side ** 2 / b) * b)
+            t = best(lambda: _bare_tiles(model, side, n_tiles, b, cpu), repeat)  # noqa: B023
+            out[(side, b)] = n_tiles * side * side / t
+    return out
+
+
+def _bare_tiles(model, side: int, n: int, batch: int, dev: torch.device) -> float:
+    """Seconds of the model alone over ``n`` random tiles of ``side``, ``batch`` at a time."""
+    x = torch.randn(batch, 4, side, side)
+    t0 = time.perf_counter()
+    with torch.inference_mode():
+        for s in range(0, n, batch):
+            torch.sigmoid(model(x[:min(batch, n - s)])["out"].float()).cpu()
+    return time.perf_counter() - t0
+
+
 def best(f, repeat: int) -> float:
     return min(f() for _ in range(repeat))
 
 
 def main() -> None:
+    from eocube.infer.predict import DEFAULT_OVERLAP, DEFAULT_TILE
+    from eocube.infer.runtime import BATCH_PIXELS
+
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--quick", action="store_true", help="k=3, one repeat")
-    ap.add_argument("--k", type=int, default=8,
+    ap.add_argument("--quick", action="store_true", help="k=3, one repeat, a small sweep")
+    ap.add_argument("--k", type=int, default=6,
                     help="tiles per side (4 chunks: more tiles balance them)")
-    ap.add_argument("--tile", type=int, default=256)
-    ap.add_argument("--overlap", type=int, default=32)
-    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
+    ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    ap.add_argument("--batch", type=int, default=None, help="default: by device")
     ap.add_argument("--gpu-k", type=int, default=16, help="tiles per side on GPU")
     a = ap.parse_args()
     k, repeat = (3, 1) if a.quick else (a.k, 2)
     stride = a.tile - a.overlap
     n = k * stride + a.overlap
+    batch = a.batch or max(1, BATCH_PIXELS["cpu"] // a.tile ** 2)
     torch.set_num_threads(1)
     tmp = Path(tempfile.mkdtemp(prefix="eocube-bench-infer-"))
     w = weights(tmp / "bench.safetensors")
     from eocube.models import load_model
 
     model, _ = load_model(w, device="cpu")
-    cpu = torch.device("cpu")
     print(f"image {n}×{n} px, tile {a.tile}, overlap {a.overlap}, {k * k} tiles, "
-          f"batch {a.batch}, torch threads 1, {os.cpu_count()} cores (shared)")
-    # bare: same pixels once, as k² non-overlapping tiles of n/k
-    t_bare = best(lambda: bare(model, n, k, cpu, False, a.batch), repeat)
-    # the same k² tiles predict runs (tile² each): what the overlap alone costs
-    t_tiles = best(lambda: bare(model, a.tile * k, k, cpu, False, a.batch), repeat)
+          f"batch {batch}{'' if a.batch else ' (by device)'}, torch threads 1, "
+          f"{os.cpu_count()} cores (shared)")
+    sides, batches = ([256, 384], [1, 4]) if a.quick else ([256, 320, 384, 512], [1, 2, 4, 8])
+    speeds = sweep(model, sides, batches, 2**21 if a.quick else 2**22, repeat)
+    print("bare forward, Mpx/s by tile side (rows) and batch (columns):")
+    print("      " + "".join(f"{b:>8d}" for b in batches))
+    for side in sides:
+        print(f"{side:6d}" + "".join(f"{speeds[(side, b)] / 1e6:8.3f}" for b in batches))
+    (bs, bb), top = max(speeds.items(), key=lambda kv: kv[1])
+    px = n * n
+    t_bare = px / top
+    # the k² tiles predict runs (tile² each) at predict's own batch: the overlap alone
+    t_tiles = best(lambda: _bare_tiles(model, a.tile, k * k, batch, torch.device("cpu")), repeat)
     # the synthetic scene is generated once and held in memory: its cost is not predict's
     cube = scene.cube(n, n, 1, chunks=n // 2, bands=BANDS).persist(scheduler="sync")
     kw = dict(tile=a.tile, overlap=a.overlap, device="cpu", batch_size=a.batch, threads=1)
     predict(scene.cube(64, 64, 1, bands=BANDS), w, **kw).compute(scheduler="sync")  # warm
     t_pred = best(lambda: _timed(lambda: predict(cube, w, **kw).compute(scheduler="sync")),
                   repeat)
-    px = n * n
-    print(f"{'':34s}{'seconds':>9s}{'Mpx/s':>9s}{'× bare':>8s}")
-    for name, t in (("bare forward, same pixels", t_bare),
-                    ("bare forward, predict's tiles", t_tiles),
+    print(f"{'':40s}{'seconds':>9s}{'Mpx/s':>9s}{'× bare':>8s}")
+    for name, t in ((f"bare forward, fastest ({bs} px, batch {bb})", t_bare),
+                    ("bare forward, predict's tiles and batch", t_tiles),
                     ("predict, 1 process (sync)", t_pred)):
-        print(f"{name:34s}{t:9.2f}{px / t / 1e6:9.3f}{t / t_bare:8.2f}")
-    print(f"  overlap cost {t_tiles / t_bare - 1:+.0%}; tiling+blending+dask "
+        print(f"{name:40s}{t:9.2f}{px / t / 1e6:9.3f}{t / t_bare:8.2f}")
+    print(f"  overlap and tile/batch choice {t_tiles / t_bare - 1:+.0%} (the overlap alone: "
+          f"{(a.tile / stride) ** 2 - 1:+.0%} pixels); tiling+blending+dask "
           f"{t_pred / t_tiles - 1:+.0%}; total {t_pred / t_bare - 1:+.0%} (target ≤ +20 %)")
     times = {}
     for nw in (1, 2):
@@ -112,14 +148,15 @@ def main() -> None:
             client.wait_for_workers(nw)
             times[nw] = best(lambda: _timed(
                 lambda: client.compute(predict(held, w, **kw)).result()), repeat)  # noqa: B023
-        print(f"predict, LocalCluster {nw} worker(s) {times[nw]:9.2f}{px / times[nw] / 1e6:9.3f}"
-              f"{times[nw] / t_bare:8.2f}")
+        print(f"predict, LocalCluster {nw} worker(s){'':6s}{times[nw]:9.2f}"
+              f"{px / times[nw] / 1e6:9.3f}{times[nw] / t_bare:8.2f}")
     print(f"  scaling 1 → 2 workers: {times[1] / times[2]:.2f}× (2 cores shared with others)")
     if torch.cuda.is_available():
         gpu(w, a)
 
 
 def gpu(w: Path, a: argparse.Namespace) -> None:
+    from eocube.infer.runtime import BATCH_PIXELS
     from eocube.models import load_model
 
     k = a.gpu_k
@@ -130,9 +167,10 @@ def gpu(w: Path, a: argparse.Namespace) -> None:
     km2 = n * n * 100 / 1e6  # 10 m pixels
     print(f"GPU {torch.cuda.get_device_name()}: {n}×{n} px = {km2:.1f} km² at 10 m")
     for amp in (False, True):
-        bare(model, n, k, dev, amp, 16)
-        tb = best(lambda: bare(model, n, k, dev, amp, 16), 2)  # noqa: B023
-        kw = dict(tile=a.tile, overlap=a.overlap, device="cuda", batch_size=16, amp=amp)
+        gb = a.batch or max(1, BATCH_PIXELS["cuda"] // a.tile ** 2)
+        bare(model, n, k, dev, amp, gb)
+        tb = best(lambda: bare(model, n, k, dev, amp, gb), 2)  # noqa: B023
+        kw = dict(tile=a.tile, overlap=a.overlap, device="cuda", batch_size=a.batch, amp=amp)
         predict(cube, w, **kw).compute(scheduler="threads", num_workers=2)
         tp = best(lambda: _timed(lambda: predict(cube, w, **kw).compute(  # noqa: B023
             scheduler="threads", num_workers=2)), 2)

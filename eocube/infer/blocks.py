@@ -25,7 +25,7 @@ from dask.base import tokenize
 from dask.highlevelgraph import HighLevelGraph
 
 from eocube.errors import GridError
-from eocube.infer.runtime import RunOptions, WeightsRef, count, forward
+from eocube.infer.runtime import RunOptions, WeightsRef, batch_size, count, forward
 from eocube.infer.tiling import Tiling
 from eocube.models.spec import InputSpec, normalize
 
@@ -156,7 +156,7 @@ def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own:
     canvas = np.zeros((a.shape[0], nch, region.y1 - region.y0, region.x1 - region.x0),
                       np.float32)
     todo = [(ti, y, x) for ti in range(a.shape[0]) for y in oy for x in ox]
-    bs = max(1, job.opts.batch_size)
+    bs = batch_size(job.opts, ty * tx)
     for s in range(0, len(todo), bs):
         batch = todo[s:s + bs]
         ins = [np.stack([zi[ti, :, y - region.y0:y - region.y0 + ty,

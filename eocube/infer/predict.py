@@ -22,7 +22,7 @@ __all__ = ["predict", "predict_change", "provenance"]
 #: heads of the dense architectures (what ``heads=`` may name)
 HEADS = {"unet": ("out",), "dual_stream_unet": ("out", "sar", "optical"),
          "siam_diff_dual_task": ("out", "seg_t1", "seg_t2")}
-DEFAULT_TILE = 256
+DEFAULT_TILE = 384
 DEFAULT_OVERLAP = 32
 DEFAULT_CHUNK = 1024
 
@@ -31,7 +31,7 @@ Cube = xr.Dataset | xr.DataArray
 
 def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /, *,
             tile: int | None = None, overlap: int | None = None, blend: Blend = "cosine",
-            batch_size: int = 8, device: str = "auto", amp: bool = False,
+            batch_size: int | None = None, device: str = "auto", amp: bool = False,
             threads: int | None = None, heads: str | Sequence[str] = "out",
             chunks: Mapping[str, int] | None = None) -> xr.DataArray | xr.Dataset:
     """Lazy model predictions over a cube, seamless across tiles and independent of chunking.
@@ -52,13 +52,15 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
         Shipped weights name, ``.safetensors`` path or :class:`WeightsRef`; its ModelSpec
         (bands, normalisation, outputs) is read from the file header, without torch.
     tile, overlap
-        Tile side and overlap in pixels; default ``max(256, patch_size)`` and 32. The overlap
+        Tile side and overlap in pixels; default ``max(384, patch_size)`` and 32. The overlap
         should be about the model's effective receptive field; the halo read from
         neighbouring chunks is one tile, so it always covers it.
     blend
         ``"cosine"`` or ``"gaussian"`` blending window.
     batch_size
-        Tiles per forward pass.
+        Tiles per forward pass; by default as many as fit
+        :data:`~eocube.infer.runtime.BATCH_PIXELS` of the worker's device (on a CPU one or
+        two tiles: larger batches run slower per pixel there).
     device
         ``"auto"`` (each worker's GPU when it has one, else CPU), ``"cpu"``, ``"cuda"`` …;
         resolved on the worker.
@@ -89,7 +91,7 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
 
     Examples
     --------
-    >>> prob = predict(cube, "urban_s2", tile=256, overlap=32)   # doctest: +SKIP
+    >>> prob = predict(cube, "urban_s2", tile=384, overlap=32)   # doctest: +SKIP
     >>> prob.compute()                                            # doctest: +SKIP
     """
     ref = WeightsRef.of(weights)
@@ -101,7 +103,7 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
 
 def predict_change(before: Cube, after: Cube, weights: str | Path | WeightsRef, /, *,
                    tile: int | None = None, overlap: int | None = None,
-                   blend: Blend = "cosine", batch_size: int = 8, device: str = "auto",
+                   blend: Blend = "cosine", batch_size: int | None = None, device: str = "auto",
                    amp: bool = False, threads: int | None = None,
                    heads: str | Sequence[str] = "out",
                    chunks: Mapping[str, int] | None = None) -> xr.DataArray | xr.Dataset:
@@ -206,7 +208,7 @@ def _sources(cube: Cube | Mapping[str, Cube], spec: ModelSpec) -> list[xr.DataAr
 
 
 def _predict(arrs: list[xr.DataArray], ref: WeightsRef, spec: ModelSpec, *, tile: int | None,
-             overlap: int | None, blend: Blend, batch_size: int, device: str, amp: bool,
+             overlap: int | None, blend: Blend, batch_size: int | None, device: str, amp: bool,
              threads: int | None, heads: str | Sequence[str],
              chunks: Mapping[str, int] | None) -> xr.DataArray | xr.Dataset:
     single = isinstance(heads, str)
@@ -216,12 +218,13 @@ def _predict(arrs: list[xr.DataArray], ref: WeightsRef, spec: ModelSpec, *, tile
     if bad or not hs:
         raise ModelSpecError(f"model {spec.name!r} ({spec.architecture}) has heads "
                              f"{list(known)}; heads={heads!r} names {bad or 'none'}")
-    if batch_size < 1:
-        raise ConfigError(f"batch_size={batch_size} must be ≥ 1")
+    if batch_size is not None and batch_size < 1:
+        raise ConfigError(f"batch_size={batch_size} must be ≥ 1 (or None: by the device)")
     tiling = Tiling(int(tile or max(DEFAULT_TILE, spec.patch_size)),
                     DEFAULT_OVERLAP if overlap is None else int(overlap), blend)
     channels = tuple(len(spec.outputs) if h == "out" else 1 for h in hs)
-    opts = RunOptions(heads=hs, channels=channels, batch_size=int(batch_size),
+    opts = RunOptions(heads=hs, channels=channels,
+                      batch_size=None if batch_size is None else int(batch_size),
                       device=str(device), amp=bool(amp), threads=threads)
     x = xr.concat(arrs, dim="band", coords="minimal", compat="override", join="override")
     ydim, xdim = x.dims[2], x.dims[3]

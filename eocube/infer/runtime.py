@@ -95,10 +95,27 @@ class RunOptions:
 
     heads: tuple[str, ...] = ("out",)
     channels: tuple[int, ...] = (1,)
-    batch_size: int = 8
+    batch_size: int | None = None  # None: by the device, see ``batch_size``
     device: str = "auto"
     amp: bool = False
     threads: int | None = None
+
+
+#: Pixels per forward pass when the batch size is left to the device. On a CPU a U-Net runs
+#: 30–50 % slower per pixel once a batch holds much more than ~150 k pixels (its activations
+#: outgrow the caches; ``benchmarks/infer.py`` prints the sweep); a GPU wants large batches.
+BATCH_PIXELS = {"cpu": 2**17, "cuda": 2**22}
+
+
+def batch_size(opts: RunOptions, tile_pixels: int, /) -> int:
+    """Tiles per forward pass: ``opts.batch_size``, or when it is None as many tiles of
+    ``tile_pixels`` as fit :data:`BATCH_PIXELS` of the device this process resolves (≥ 1)."""
+    if opts.batch_size is not None:
+        return max(1, int(opts.batch_size))
+    from eocube.models.io import resolve_device
+
+    budget = BATCH_PIXELS.get(resolve_device(opts.device).type, BATCH_PIXELS["cpu"])
+    return max(1, budget // max(1, int(tile_pixels)))
 
 
 # ---- the per-process cache ----------------------------------------------------------------

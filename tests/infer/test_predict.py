@@ -18,7 +18,7 @@ from eocube.infer import WeightsRef, clear_cache, get_model, predict, predict_ch
 from eocube.infer.tiling import Tiling
 from eocube.models import ModelSpec, load_model
 from eocube.models.apply import predict as bare_predict
-from tests.infer import scene
+from eocube.testing import scenes as scene
 
 
 def _np(da: xr.DataArray) -> np.ndarray:
@@ -90,7 +90,8 @@ def test_graph_carries_a_weights_reference_never_a_model(unet_path):
 
 
 def test_torch_is_not_imported_to_build_a_prediction(unet_path):
-    code = ("import sys; from tests.infer import scene; from eocube.infer import predict; "
+    code = ("import sys; from eocube.testing import scenes as scene; "
+            "from eocube.infer import predict; "
             f"r = predict(scene.cube(64, 64, 1), {str(unet_path)!r}, tile=32, overlap=8); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(r.shape)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
@@ -196,3 +197,27 @@ def test_gpu_with_and_without_amp_matches_cpu(unet_path):
     amp = _np(predict(c, unet_path, tile=64, overlap=16, device="cuda", amp=True))
     np.testing.assert_allclose(gpu, cpu, atol=1e-4)
     np.testing.assert_allclose(amp, cpu, atol=3e-2)
+
+
+def test_batch_size_by_device_and_result_independent_of_it(unet_path):
+    """Left to the device, a CPU batch holds as many tiles as fit its pixel budget (at least
+    one); an explicit size is kept; the map does not depend on the batch size."""
+    from eocube.infer.runtime import BATCH_PIXELS, RunOptions, batch_size
+
+    cpu = BATCH_PIXELS["cpu"]
+    assert batch_size(RunOptions(device="cpu"), 384 * 384) == max(1, cpu // 384**2)
+    assert batch_size(RunOptions(device="cpu"), 64 * 64) == cpu // 64**2
+    assert batch_size(RunOptions(device="cpu"), 4 * cpu) == 1
+    assert batch_size(RunOptions(batch_size=3, device="cpu"), 64 * 64) == 3
+    c = scene.cube(100, 90, 1, chunks=50)
+    kw = dict(tile=32, overlap=8, device="cpu")
+    clear_cache()
+    before = stats().get("batches", 0)
+    auto = _np(predict(c, unet_path, **kw))
+    n_auto = stats()["batches"] - before
+    one = _np(predict(c, unet_path, batch_size=1, **kw))
+    n_one = stats()["batches"] - before - n_auto
+    np.testing.assert_allclose(auto, one, atol=1e-6, rtol=0)
+    assert n_auto < n_one  # the auto batches held several tiles
+    with pytest.raises(Exception, match="batch_size=0"):
+        predict(c, unet_path, batch_size=0, **kw)
