@@ -7,7 +7,6 @@ from __future__ import annotations
 import dataclasses
 import datetime as _dt
 import json
-import shutil
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -35,7 +34,7 @@ class WriteReport:
     Attributes
     ----------
     store
-        The Zarr store written.
+        The Zarr store written (a local path, or the URL it was given).
     chunks_total
         Chunks of all variables.
     chunks_skipped
@@ -44,7 +43,7 @@ class WriteReport:
         Chunks computed and written by this call.
     """
 
-    store: Path
+    store: Path | str
     chunks_total: int
     chunks_skipped: int
     chunks_written: int
@@ -77,8 +76,14 @@ def _fingerprint(ds: xr.Dataset) -> str:
     return tokenize(parts, coords, {a: str(b) for a, b in sorted(ds.attrs.items())})
 
 
-def _marker(store: Path, var: str, idx: tuple[int, ...]) -> Path:
-    return store / PROGRESS / var / ".".join(map(str, idx))
+def _location(store: str | Path) -> tuple[str, Path | None]:
+    """(what zarr opens, the local path or None): a local path, ``file://`` URL, or any
+    fsspec URL (``s3://…``, ``gs://…``, ``memory://…``)."""
+    s = str(store)
+    if "://" in s and not s.startswith("file://"):
+        return s, None
+    p = Path(s.removeprefix("file://"))
+    return str(p), p
 
 
 def _write_block(block: np.ndarray, *, store: str, var: str, block_info: Any = None
@@ -87,26 +92,36 @@ def _write_block(block: np.ndarray, *, store: str, var: str, block_info: Any = N
 
     info = block_info[0]
     region = tuple(slice(a, b) for a, b in info["array-location"])
-    arr = zarr.open_array(store, path=var, mode="r+")
-    arr[region] = block
-    # the marker is written only after the chunk: a marker means a complete chunk
-    m = _marker(Path(store), var, tuple(info["chunk-location"]))
-    m.parent.mkdir(parents=True, exist_ok=True)
-    m.touch()
+    zarr.open_array(store, path=var, mode="r+")[region] = block
+    # the marker is set only after the chunk is written: a marker means a complete chunk. Each
+    # marker is a Zarr chunk of its own, so workers never write the same object
+    zarr.open_array(store, path=f"{PROGRESS}/{var}", mode="r+")[
+        tuple(info["chunk-location"])] = True
     count("zarr_chunks")
     return np.ones((1,) * block.ndim, dtype=bool)
 
 
+def _done(root: str, var: str, numblocks: tuple[int, ...]) -> np.ndarray:
+    """Which chunks of ``var`` an earlier run completed (none when it left no markers)."""
+    import zarr
+
+    try:
+        return np.asarray(zarr.open_array(root, path=f"{PROGRESS}/{var}", mode="r")[...], bool)
+    except FileNotFoundError:
+        return np.zeros(numblocks, bool)
+
+
 def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
             mode: Literal["resume", "w"] = "resume", stac: bool = True) -> WriteReport:
-    """Compute ``result`` and write it to a local Zarr store chunk by chunk; resumable.
+    """Compute ``result`` and write it to a Zarr store chunk by chunk; resumable.
 
     The store's metadata and coordinates are written first; then one task per chunk computes
-    it, writes its region and leaves a completion marker. Each chunk is written as soon as it is
-    computed, so a worker holds a few chunks at a time whatever the area. Called again after an
-    interruption (a killed worker, a killed process), it computes only the chunks without a
-    marker. At the end the markers are removed, ``eocube_complete`` is set in the store's attrs
-    and metadata are consolidated.
+    it, writes its region and sets a completion marker (a Zarr array of one flag per chunk,
+    inside the store, so this works on object stores as on disk). Each chunk is written as
+    soon as it is computed, so a worker holds a few chunks at a time whatever the area. Called
+    again after an interruption (a killed worker, a killed process), it computes only the
+    chunks without a marker. At the end ``eocube_complete`` is set in the store's attrs, the
+    markers are removed and metadata are consolidated.
 
     Parameters
     ----------
@@ -114,7 +129,8 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
         A lazy prediction (DataArray or Dataset), e.g. from :func:`eocube.infer.predict`.
         Irregular chunks are made regular first (Zarr chunks are).
     store
-        Path of the ``.zarr`` directory.
+        Path of the ``.zarr`` directory, or an fsspec URL (``s3://bucket/urban.zarr``; the
+        filesystem's package and credentials are the caller's) that every worker can reach.
     mode
         ``"resume"`` (default): continue a store holding the same result, start a new one
         otherwise; ``"w"``: start over.
@@ -124,8 +140,9 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
     Raises
     ------
     ConfigError
-        If ``store`` holds a different result (other weights, parameters, grid or chunks);
-        the message says how to overwrite it.
+        If ``store`` holds a different result (other weights, parameters, grid or chunks),
+        or is a local directory with files that are not a Zarr store (never deleted); the
+        message says what to do.
 
     Notes
     -----
@@ -134,57 +151,76 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
     """
     import zarr
 
+    if mode not in ("resume", "w"):
+        raise ConfigError(f"mode={mode!r}: use 'resume' or 'w'")
     ds = _regular(_as_dataset(result))
-    path = Path(store)
+    root, path = _location(store)
     fp = _fingerprint(ds)
     ds = ds.copy()
     ds.attrs = {**ds.attrs, "eocube_fingerprint": fp, "eocube_complete": False}
     for v in ds.data_vars.values():
         v.encoding = {}
-    existing = None
-    if mode == "resume" and (path / "zarr.json").is_file():
-        existing = dict(zarr.open_group(str(path), mode="r").attrs)
-        if existing.get("eocube_fingerprint") != fp:
-            raise ConfigError(
-                f"the Zarr store {str(path)!r} holds another result (fingerprint "
-                f"{str(existing.get('eocube_fingerprint'))[:12]}…, this one {fp[:12]}…: other "
-                "weights, parameters, grid or chunks); pass mode='w' to overwrite it or write "
-                "to another path")
-    elif mode not in ("resume", "w"):
-        raise ConfigError(f"mode={mode!r}: use 'resume' or 'w'")
+    try:
+        existing: dict[str, Any] | None = dict(zarr.open_group(root, mode="r").attrs)
+    except FileNotFoundError:
+        existing = None
+        if path is not None and path.is_dir() and any(path.iterdir()):
+            raise ConfigError(f"{root!r} is a directory with files but not a Zarr store; "
+                              "write to another path (nothing there was changed)") from None
+    if mode == "resume" and existing is not None \
+            and existing.get("eocube_fingerprint") != fp:
+        raise ConfigError(
+            f"the Zarr store {root!r} holds another result (fingerprint "
+            f"{str(existing.get('eocube_fingerprint'))[:12]}…, this one {fp[:12]}…: other "
+            "weights, parameters, grid or chunks); pass mode='w' to overwrite it or write "
+            "to another path")
     names = [str(k) for k in ds.data_vars]
     total = sum(int(np.prod(ds[k].data.numblocks)) for k in names)
-    if existing is not None and existing.get("eocube_complete"):
-        return WriteReport(path, total, total, 0)
-    if existing is None:
-        if path.exists():
-            shutil.rmtree(path)
-        ds.to_zarr(str(path), mode="w", compute=False, consolidated=False)
-        zarr.open_group(str(path), mode="r+").create_group(PROGRESS)
+    report_store: Path | str = path if path is not None else root
+    if mode == "resume" and existing is not None and existing.get("eocube_complete"):
+        return WriteReport(report_store, total, total, 0)
+    if mode == "w" or existing is None:
+        ds.to_zarr(root, mode="w", compute=False, consolidated=False)
+        progress = zarr.open_group(root, mode="r+").create_group(PROGRESS)
+        for k in names:
+            nb = ds[k].data.numblocks
+            progress.create_array(k, shape=nb, chunks=(1,) * len(nb), dtype=bool,
+                                  fill_value=False)
     todo = []
     for k in names:
         arr = ds[k].data
-        stored = arr.map_blocks(_write_block, store=str(path), var=k, dtype=bool,
+        stored = arr.map_blocks(_write_block, store=root, var=k, dtype=bool,
                                 chunks=tuple((1,) * len(c) for c in arr.chunks),
                                 meta=np.empty((0,) * arr.ndim, bool),
-                                name=f"infer-zarr-{tokenize(arr.name, str(path), k)}")
+                                name=f"infer-zarr-{tokenize(arr.name, root, k)}")
         g = stored.__dask_graph__()
+        done = _done(root, k, arr.numblocks)
         for idx in np.ndindex(*arr.numblocks):
-            if not _marker(path, k, idx).is_file():
+            if not done[idx]:
                 todo.append(Delayed((stored.name, *idx), g, layer=stored.name))
     written = len(todo)
     if todo:
         dask.compute(*todo)
-    zarr.open_group(str(path), mode="r+").attrs["eocube_complete"] = True
-    shutil.rmtree(path / PROGRESS, ignore_errors=True)
-    _consolidate(path)
+    group = zarr.open_group(root, mode="r+")
+    group.attrs["eocube_complete"] = True
+    if PROGRESS in group:
+        del group[PROGRESS]
+    _consolidate(root)
     if stac:
-        item = stac_item(ds, path.name, media_type="application/vnd+zarr")
-        _dump(path.with_suffix(".stac-item.json"), item)
-    return WriteReport(path, total, total - written, written)
+        item = stac_item(ds, root.rstrip("/").rsplit("/", 1)[-1],
+                         media_type="application/vnd+zarr")
+        _dump(_beside(root, ".stac-item.json"), item)
+    return WriteReport(report_store, total, total - written, written)
 
 
-def _consolidate(path: Path) -> None:
+def _beside(root: str, suffix: str) -> str:
+    """``…/name.zarr`` → ``…/name<suffix>`` (a path or URL)."""
+    head, _, name = root.rstrip("/").rpartition("/")
+    stem = name.rsplit(".", 1)[0] if "." in name else name
+    return f"{head}/{stem}{suffix}" if head else f"{stem}{suffix}"
+
+
+def _consolidate(root: str) -> None:
     import warnings
 
     import zarr
@@ -193,7 +229,7 @@ def _consolidate(path: Path) -> None:
         # Zarr 3 calls consolidated metadata an extension; xarray reads it, and it saves
         # listing the store on every open
         warnings.simplefilter("ignore", UserWarning)
-        zarr.consolidate_metadata(str(path))
+        zarr.consolidate_metadata(root)
 
 
 def to_cog(result: xr.DataArray | xr.Dataset, path: str | Path, /, *,
@@ -317,5 +353,13 @@ def _iso(t: Any) -> str:
     return ts.replace(tzinfo=_dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def _dump(path: Path, obj: Mapping[str, Any]) -> None:
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
+def _dump(path: str | Path, obj: Mapping[str, Any]) -> None:
+    """Write JSON to a local path or an fsspec URL."""
+    text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
+    if "://" in str(path) and not str(path).startswith("file://"):
+        import fsspec
+
+        with fsspec.open(str(path), "w") as f:
+            f.write(text)
+        return
+    Path(str(path).removeprefix("file://")).write_text(text)
