@@ -179,12 +179,7 @@ class SensorProfile:
         spec = self.band(band)
         d = _item_dict(item)
         props = d.get("properties", {})
-        key = self.asset_key(d, band)
-        rb = {}
-        if key is not None:
-            rbs = d["assets"][key].get("raster:bands") or []
-            if len(rbs) >= spec.asset_band:
-                rb = rbs[spec.asset_band - 1]
+        rb = self._raster_band(d, band, spec)
         scale = float(rb.get("scale", spec.scale))
         offset = float(rb["offset"]) if "offset" in rb else self._default_offset(spec, props)
         if props.get("earthsearch:boa_offset_applied") is True and spec.role == "reflectance":
@@ -202,14 +197,19 @@ class SensorProfile:
     def nodata(self, item: Any, band: str, /) -> float | None:
         """The stored nodata of ``band`` in ``item`` (``raster:bands`` first, then profile)."""
         spec = self.band(band)
-        d = _item_dict(item)
-        key = self.asset_key(d, band)
-        if key is not None:
-            rbs = d["assets"][key].get("raster:bands") or []
-            if len(rbs) >= spec.asset_band and "nodata" in rbs[spec.asset_band - 1]:
-                v = rbs[spec.asset_band - 1]["nodata"]
-                return float("nan") if isinstance(v, str) and v.lower() == "nan" else float(v)
+        rb = self._raster_band(_item_dict(item), band, spec)
+        if "nodata" in rb:
+            v = rb["nodata"]
+            return float("nan") if isinstance(v, str) and v.lower() == "nan" else float(v)
         return spec.nodata
+
+    def _raster_band(self, d: Mapping[str, Any], band: str, spec: BandSpec) -> dict[str, Any]:
+        """The ``raster:bands`` entry of ``band`` in the item dict ``d`` ({} when none)."""
+        key = self.asset_key(d, band)
+        if key is None:
+            return {}
+        rbs = d["assets"][key].get("raster:bands") or []
+        return rbs[spec.asset_band - 1] if len(rbs) >= spec.asset_band else {}
 
 
 def _baseline(pb: str | float) -> tuple[int, int]:
