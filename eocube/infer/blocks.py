@@ -146,8 +146,7 @@ def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own:
     z, k = [], 0
     for inp in job.inputs:
         n = len(inp.bands)
-        zi = normalize(inp, a[:, k:k + n], axis=1)
-        z.append(np.nan_to_num(zi, nan=0.0, posinf=0.0, neginf=0.0))
+        z.append(normalize(inp, a[:, k:k + n], axis=1, fill=0.0))
         k += n
     ny, nx = job.shape
     t = job.tiling

@@ -207,7 +207,7 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
     """
     import torch
 
-    from eocube.models.apply import autocast, inverse_target
+    from eocube.models.apply import autocast, head_output
 
     model, spec, dev = get_model(ref, device=opts.device, threads=opts.threads)
     with torch.inference_mode(), autocast(dev, opts.amp):
@@ -217,14 +217,11 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
         if head not in out:
             raise ModelSpecError(f"model {spec.name!r} has no output head {head!r}; its heads "
                                  f"are {sorted(out)}")
-        v = out[head].float()
+        v = out[head]
         if v.ndim != 4 or v.shape[1] != c:
             raise ModelSpecError(f"model {spec.name!r} head {head!r} gives shape "
                                  f"{tuple(v.shape)}, expected (B, {c}, H, W): not a dense model")
-        if spec.task == "regression":
-            res.append(inverse_target(spec, v.cpu().numpy()).astype(np.float32))
-        else:
-            res.append(torch.sigmoid(v).cpu().numpy())
+        res.append(head_output(spec, v))
     count("batches")
     count("tiles", len(inputs[0]))
     return res

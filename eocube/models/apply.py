@@ -28,8 +28,7 @@ def to_tensor(spec: ModelSpec, name: str, x: np.ndarray, /, *,
     inp = spec.input(name)
     a = np.asarray(x)
     batched = a.ndim == (3 if inp.resolution_m == 0 else 4)
-    z = normalize(inp, a, axis=1 if batched else 0)
-    z = np.nan_to_num(z, nan=0.0, posinf=0.0, neginf=0.0)
+    z = normalize(inp, a, axis=1 if batched else 0, fill=0.0)
     t = torch.from_numpy(np.ascontiguousarray(z))
     return (t if batched else t[None]).to(device)
 
@@ -65,13 +64,21 @@ def predict(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
         out = model(*args)
     res: dict[str, np.ndarray] = {}
     for k, v in out.items():
-        v = v.float()
+        o = head_output(spec, v)
         if spec.task == "regression":
-            res[k] = inverse_target(spec, v.cpu().numpy())
+            res[k] = o
             continue
-        p = torch.sigmoid(v)[:, 0].cpu().numpy()
-        res[k] = p if batched else p[0]
+        res[k] = o[:, 0] if batched else o[0, 0]
     return res
+
+
+def head_output(spec: ModelSpec, v: torch.Tensor, /) -> np.ndarray:
+    """A head's raw output as a float32 array: probabilities (sigmoid of the logits), or for
+    a regression the values in ``spec.units`` (:func:`inverse_target`)."""
+    v = v.float()
+    if spec.task == "regression":
+        return inverse_target(spec, v.cpu().numpy()).astype(np.float32, copy=False)
+    return torch.sigmoid(v).cpu().numpy()
 
 
 def inverse_target(spec: ModelSpec, z: np.ndarray) -> np.ndarray:

@@ -234,11 +234,12 @@ def _band_names(bands: Any) -> list[str]:
 
 
 def normalize(spec: ModelSpec | InputSpec, x: np.ndarray, /, *, input: str | None = None,
-              axis: int = 0) -> np.ndarray:
+              axis: int = 0, fill: float | None = None) -> np.ndarray:
     """Apply an input's transform and per-band normalisation to a numpy array.
 
-    ``x`` holds the bands along ``axis`` in the spec's order. NaN stays NaN (the caller decides
-    how to fill it). Returns float32.
+    ``x`` holds the bands along ``axis`` in the spec's order. NaN stays NaN unless ``fill``
+    is given: the model's inputs use ``fill=0.0``, the band's mean, for NaN and ±inf alike.
+    Returns float32.
     """
     inp = spec if isinstance(spec, InputSpec) else (
         spec.input(input) if input else spec.inputs[0])
@@ -251,7 +252,10 @@ def normalize(spec: ModelSpec | InputSpec, x: np.ndarray, /, *, input: str | Non
     shape[axis] = -1
     mean = np.asarray(inp.mean, dtype="float32").reshape(shape)
     std = np.asarray(inp.std, dtype="float32").reshape(shape)
-    return (x - mean) / std
+    z = (x - mean) / std
+    if fill is None:
+        return z
+    return np.nan_to_num(z, copy=False, nan=fill, posinf=fill, neginf=fill)
 
 
 def apply_transform(x: np.ndarray, transform: str) -> np.ndarray:
