@@ -175,6 +175,7 @@ class CityData:
     vhr: xr.DataArray
     building: xr.DataArray
     cells: xr.Dataset
+    spec: CitySpec | None = None  # what it was simulated from (None: made by the caller)
 
 
 def load_city(seed: int, /, *, spec: CitySpec | None = None,
@@ -188,11 +189,11 @@ def load_city(seed: int, /, *, spec: CitySpec | None = None,
             return xr.open_zarr(root / f"{name}.zarr", consolidated=False).load()
         return CityData(seed, years, {y: rd(f"inputs-{y}") for y in years},
                         {y: rd(f"builtup-{y}")["builtup"] for y in years},
-                        rd("vhr")["vhr"], rd("building")["building"], rd("cells"))
+                        rd("vhr")["vhr"], rd("building")["building"], rd("cells"), spec)
     scene = Scene(make_world(spec, seed=seed))
     city = CityData(seed, years, {y: city_inputs(scene, y) for y in years},
                     {y: builtup_truth(scene, y) for y in years}, *vhr_image(scene),
-                    stock_cells(scene))
+                    stock_cells(scene), spec)
     if root is not None:
         root.mkdir(parents=True, exist_ok=True)
         parts = {**{f"inputs-{y}": city.inputs[y] for y in years},

@@ -12,7 +12,7 @@ import math
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -27,13 +27,15 @@ from eocube.models.data import (
     VHR_BANDS,
     CityData,
     as_array,
-    city_spec,
     load_city,
 )
 from eocube.models.io import build_model, resolve_device, save_model
 from eocube.models.losses import consistency_rampup, mmcr_loss, power_jaccard_loss
 from eocube.models.spec import InputSpec, ModelSpec, band_stats, normalize
 from eocube.synth.sensors import S2_BANDS
+
+if TYPE_CHECKING:
+    from eocube.synth import CitySpec
 
 Batch = tuple[list[np.ndarray], dict[str, np.ndarray]]
 #: ``loss(outputs, targets, step)``: the step lets a loss follow a schedule (MMCR's ramp-up)
@@ -118,7 +120,7 @@ def _chip_sampler(stacks: list[dict[str, np.ndarray]], names: list[str], targets
 
 
 def _norm(inp: InputSpec, a: np.ndarray) -> np.ndarray:
-    return np.nan_to_num(normalize(inp, a), nan=0.0)
+    return normalize(inp, a, fill=0.0)
 
 
 def _input(name: str, bands: tuple[str, ...], arrays: list[np.ndarray], *,
@@ -336,6 +338,10 @@ def with_smearing(model: torch.nn.Module, spec: ModelSpec, inputs: dict[str, np.
                                training={**spec.training, "smearing": info})
 
 
+#: MMCR's consistency weight λ and its ramp-up (steps), chosen on the validation city seed 3
+MMCR_WEIGHT = 0.03
+MMCR_RAMPUP_STEPS = 120
+
 RECIPES: dict[str, Recipe] = {r.name: r for r in (
     Recipe("urban_s2", "U-Net on the yearly S2 composite → built-up",
            lambda c, **k: _urban_unet(c, modality="s2", **k), steps=600, batch=12),
@@ -348,9 +354,14 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            steps=600, batch=12),
     # λ and its ramp-up chosen on a validation city (seed 3), never the held-out one: of
     # λ ∈ {0.03, 0.1, 0.3, 1} ramped up over 120 steps (and λ = 0.1 over 300), 0.03 scored best
+    # (training seed 0; fusion F1 0.9961 / 0.9959 / 0.9959 / 0.9955, 0.9959). Rechecked over
+    # training seeds 0–2 (benchmarks/mmcr_half.py --city 3): λ = 0.03 mean fusion F1 0.99624
+    # (supervised on the half 0.99625), λ = 0.3 0.99600, so 0.03 stays; no setting beat the
+    # supervised model on validation by more than the seed-to-seed spread (sd ≈ 0.0002)
     Recipe("urban_mmcr_half", "Dual-Stream U-Net, MMCR: labelled half + consistency on the rest",
-           lambda c, **k: _urban_dual(c, labels="half", consistency_weight=0.03,
-                                      consistency_rampup_steps=120, name="urban_mmcr_half", **k),
+           lambda c, **k: _urban_dual(c, labels="half", consistency_weight=MMCR_WEIGHT,
+                                      consistency_rampup_steps=MMCR_RAMPUP_STEPS,
+                                      name="urban_mmcr_half", **k),
            steps=600, batch=12),
     Recipe("change_siamdiff", "Siam-Diff Dual-Task with difference attention and ASPP",
            lambda c, **k: _change(c, **k), steps=600, batch=12),
@@ -453,7 +464,7 @@ def train(name: str, /, *, out: str | Path = ".", steps: int | None = None,
     info = {
         **dict(job.spec.training),
         "recipe": recipe.description, "steps": steps, "batch": batch, "lr": lr, "seed": seed,
-        "city_seeds": [c.seed for c in cities], "city": _city_info(),
+        "city_seeds": [c.seed for c in cities], "city": _city_info(cities),
         "final_loss": float(np.mean(losses[-50:])), "first_loss": float(np.mean(losses[:20])),
         "seconds": round(seconds, 1), "device": str(dev), "amp_bf16": amp,
         "torch": torch.__version__, "command": command,
@@ -466,7 +477,13 @@ def train(name: str, /, *, out: str | Path = ".", steps: int | None = None,
                   "device": str(dev)}
 
 
-def _city_info() -> dict[str, Any]:
-    s = city_spec()
-    return {"preset": "tiny", "size_m": s.size_m, "years": s.years,
-            "new_building_share": s.new_building_share, "start": s.start.isoformat()}
+def _city_info(cities: list[CityData]) -> dict[str, Any]:
+    """The spec of the training cities (one, when they share it), for the weights' record."""
+    def one(s: CitySpec | None) -> dict[str, Any]:
+        if s is None:
+            return {"spec": "unknown: cities given by the caller"}
+        return {"name": s.name, "size_m": s.size_m, "years": s.years,
+                "new_building_share": s.new_building_share, "start": s.start.isoformat()}
+
+    infos = [one(c.spec) for c in cities]
+    return infos[0] if all(i == infos[0] for i in infos) else {"cities": infos}

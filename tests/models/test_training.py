@@ -43,6 +43,9 @@ def test_every_recipe_trains_and_writes_loadable_weights(name, tiny_city, tmp_pa
     assert len(info["losses"]) == 2 and all(np.isfinite(info["losses"]))
     _, spec = load_model(path, device="cpu")
     assert spec.name == name and spec.training["steps"] == 2
+    # the record names the city the weights were trained on (the fixture's tiny preset)
+    assert spec.training["city"]["name"] == tiny_city.spec.name
+    assert spec.training["city"]["size_m"] == tiny_city.spec.size_m
 
 
 def test_training_is_deterministic(tiny_city, tmp_path):
