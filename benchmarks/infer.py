@@ -4,14 +4,14 @@ pixels, in one process; scaling from 1 to 2 LocalCluster workers; on a CUDA mach
 
 The model is a U-Net of the shipped size (width 16, depth 3, 4 bands, random weights: speed
 does not depend on training). "Bare" runs the model alone on batches of random tiles — no
-dask, no tiling, no blending, no overlap — and its speed on a CPU depends on the tile side and
-the batch size (large batches run slower per pixel), so the bare forward is swept over both
-and the **fastest** configuration is the reference: the best a hand-written loop could do.
-``predict`` runs with its defaults (tile, overlap, batch by device) unless ``--tile`` /
-``--overlap`` / ``--batch`` are given. The image side is ``k × (tile − overlap) + overlap``
-so the global tile grid fits it exactly. The overhead of predict is split into the overlap
-itself (tiles share ``overlap`` pixels, so the model sees (tile / stride)² more pixels) and the
-rest (tiling, blending, dask).
+dask, no tiling, no blending, no overlap. The reference is the bare forward over the image's
+pixels once, in predict's tile side and batch; the overhead of predict is split into the
+overlap itself (tiles share ``overlap`` pixels, so the model sees (tile / stride)² more
+pixels) and the rest (tiling, blending, dask). The three run interleaved; best-of and the
+median of paired repeats are printed. On a CPU the bare speed depends on the tile side and
+batch (large batches run slower per pixel), so it is also swept, to show how far predict's
+defaults (tile, overlap, batch by device) are from the fastest configuration. The image side
+is ``k × (tile − overlap) + overlap`` so the global tile grid fits it exactly.
 
     .venv/bin/python benchmarks/infer.py [--quick] [--k 4] [--tile 384] [--overlap 32]
 """
@@ -28,6 +28,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
+import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from eocube.infer import predict, start_client  # noqa: E402
@@ -100,6 +101,7 @@ def main() -> None:
     ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
     ap.add_argument("--batch", type=int, default=None, help="default: by device")
     ap.add_argument("--gpu-k", type=int, default=16, help="tiles per side on GPU")
+    ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats (CPU)")
     a = ap.parse_args()
     k, repeat = (3, 1) if a.quick else (a.k, 2)
     stride = a.tile - a.overlap
@@ -122,23 +124,35 @@ def main() -> None:
         print(f"{side:6d}" + "".join(f"{speeds[(side, b)] / 1e6:8.3f}" for b in batches))
     (bs, bb), top = max(speeds.items(), key=lambda kv: kv[1])
     px = n * n
-    t_bare = px / top
-    # the k² tiles predict runs (tile² each) at predict's own batch: the overlap alone
-    t_tiles = best(lambda: _bare_tiles(model, a.tile, k * k, batch, torch.device("cpu")), repeat)
-    # the synthetic scene is generated once and held in memory: its cost is not predict's
+    cpu = torch.device("cpu")
+    # the same pixels once, in predict's tile side and batch without overlap (the reference);
+    # the k² overlapping tiles predict runs (what the overlap alone costs); predict itself.
+    # Interleaved, so each repeat gives paired ratios the machine's drift affects least
+    n_same = -(-px // a.tile ** 2)
     cube = scene.cube(n, n, 1, chunks=n // 2, bands=BANDS).persist(scheduler="sync")
     kw = dict(tile=a.tile, overlap=a.overlap, device="cpu", batch_size=a.batch, threads=1)
     predict(scene.cube(64, 64, 1, bands=BANDS), w, **kw).compute(scheduler="sync")  # warm
-    t_pred = best(lambda: _timed(lambda: predict(cube, w, **kw).compute(scheduler="sync")),
-                  repeat)
-    print(f"{'':40s}{'seconds':>9s}{'Mpx/s':>9s}{'× bare':>8s}")
-    for name, t in ((f"bare forward, fastest ({bs} px, batch {bb})", t_bare),
-                    ("bare forward, predict's tiles and batch", t_tiles),
+    runs: dict[str, list[float]] = {"same": [], "tiles": [], "pred": []}
+    for _ in range(1 if a.quick else a.repeats):
+        runs["same"].append(_bare_tiles(model, a.tile, n_same, batch, cpu)
+                            * px / (n_same * a.tile ** 2))
+        runs["tiles"].append(_bare_tiles(model, a.tile, k * k, batch, cpu))
+        runs["pred"].append(_timed(lambda: predict(cube, w, **kw).compute(scheduler="sync")))
+    t_bare, t_tiles, t_pred = (min(runs[c]) for c in ("same", "tiles", "pred"))
+    print("per repeat, predict / reference: " + " ".join(
+        f"{p / b:.2f}" for p, b in zip(runs["pred"], runs["same"], strict=True)))
+    t_fast = px / top
+    print(f"{'':44s}{'seconds':>9s}{'Mpx/s':>9s}{'× bare':>8s}")
+    for name, t in ((f"bare forward, {a.tile} px, batch {batch} (reference)", t_bare),
+                    (f"bare forward, fastest of the sweep ({bs} px, batch {bb})", t_fast),
+                    ("bare forward over predict's overlapping tiles", t_tiles),
                     ("predict, 1 process (sync)", t_pred)):
-        print(f"{name:40s}{t:9.2f}{px / t / 1e6:9.3f}{t / t_bare:8.2f}")
-    print(f"  overlap and tile/batch choice {t_tiles / t_bare - 1:+.0%} (the overlap alone: "
-          f"{(a.tile / stride) ** 2 - 1:+.0%} pixels); tiling+blending+dask "
-          f"{t_pred / t_tiles - 1:+.0%}; total {t_pred / t_bare - 1:+.0%} (target ≤ +20 %)")
+        print(f"{name:44s}{t:9.2f}{px / t / 1e6:9.3f}{t / t_bare:8.2f}")
+    med = float(np.median([p / b for p, b in zip(runs["pred"], runs["same"], strict=True)]))
+    print(f"  overlap {t_tiles / t_bare - 1:+.0%} ({(a.tile / stride) ** 2 - 1:+.0%} pixels); "
+          f"tiling+blending+dask {t_pred / t_tiles - 1:+.0%}; total {t_pred / t_bare - 1:+.0%} "
+          f"best-of, {med - 1:+.0%} median of paired repeats (target ≤ +20 %); the fastest "
+          f"sweep entry is {t_bare / t_fast - 1:+.0%} faster than predict's tile and batch")
     times = {}
     for nw in (1, 2):
         with start_client("local", n_workers=nw, threads_per_worker=1, torch_threads=1,
