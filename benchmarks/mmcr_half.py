@@ -34,10 +34,11 @@ from pathlib import Path
 import numpy as np
 
 from eocube.estimates import metrics as m
+from eocube.infer.predict import HEADS as DUAL_HEADS
 from eocube.models.data import HELD_OUT_SEED, TRAIN_SEEDS, CityData, as_array, load_city
 
 RECIPES = ("urban_fusion_half", "urban_mmcr_half")
-HEADS = ("out", "sar", "optical")
+HEADS = DUAL_HEADS["dual_stream_unet"]
 #: training settings that must match for a stored weights file to be reused
 _SAME = ("seed", "steps", "batch", "lr", "labels", "consistency_weight",
          "consistency_rampup_steps", "city_seeds")
@@ -62,20 +63,14 @@ def _reusable(path: Path, expected: dict[str, object]) -> bool:
 
 
 def override_mmcr(*, weight: float | None, rampup: int | None) -> None:
-    """Replace the ``urban_mmcr_half`` recipe's λ and/or ramp-up (for validation sweeps)."""
-    import dataclasses
-
+    """Change the ``urban_mmcr_half`` recipe's λ and/or ramp-up (for validation sweeps): the
+    recipe reads both constants when it builds its job."""
     from eocube.models import training as T
 
-    t = T.RECIPES["urban_mmcr_half"]
-    lam = T.MMCR_WEIGHT if weight is None else weight
-    ramp = T.MMCR_RAMPUP_STEPS if rampup is None else rampup
-
-    def make(c, **k):
-        return T._urban_dual(c, labels="half", consistency_weight=lam,
-                             consistency_rampup_steps=ramp, name="urban_mmcr_half", **k)
-
-    T.RECIPES["urban_mmcr_half"] = dataclasses.replace(t, make=make)
+    if weight is not None:
+        T.MMCR_WEIGHT = weight
+    if rampup is not None:
+        T.MMCR_RAMPUP_STEPS = rampup
 
 
 def train_seed(name: str, seed: int, *, out: Path, cities: list[CityData], threads: int,

@@ -76,8 +76,7 @@ def asset(href: str, gb: GeoBox, *, title: str, roles: tuple[str, ...] = ("data"
 def item(item_id: str, collection: str, gb: GeoBox, *, properties: dict[str, Any],
          assets: dict[str, dict[str, Any]], extensions: tuple[str, ...]) -> dict[str, Any]:
     geom, bbox = footprint(gb)
-    props = {**properties, "proj:code": str(gb.crs), **{
-        k: v for k, v in proj_fields(gb).items()}}
+    props = {**properties, "proj:code": str(gb.crs), **proj_fields(gb)}
     return {
         "type": "Feature",
         "stac_version": STAC_VERSION,
