@@ -356,10 +356,11 @@ def _iso(t: Any) -> str:
 def _dump(path: str | Path, obj: Mapping[str, Any]) -> None:
     """Write JSON to a local path or an fsspec URL."""
     text = json.dumps(obj, indent=1, sort_keys=True) + "\n"
-    if "://" in str(path) and not str(path).startswith("file://"):
-        import fsspec
-
-        with fsspec.open(str(path), "w") as f:
-            f.write(text)
+    url, local = _location(path)
+    if local is not None:
+        local.write_text(text)
         return
-    Path(str(path).removeprefix("file://")).write_text(text)
+    import fsspec
+
+    with fsspec.open(url, "w") as f:
+        f.write(text)
