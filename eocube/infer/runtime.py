@@ -150,7 +150,9 @@ def clear_cache() -> None:
 
 def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None = None
               ) -> tuple[nn.Module, ModelSpec, torch.device]:
-    """The model of ``ref`` on ``device``, built once per process and then reused.
+    """The model of ``ref`` on ``device``, built once per process and then reused, prepared
+    for inference (:func:`~eocube.models.io.for_inference`: BatchNorm folded into the
+    convolutions, channels-last on a CPU).
 
     ``device="auto"`` resolves on the worker (its GPU under dask-cuda, else the CPU).
     ``threads`` sets torch's intra-op threads of this process when the model is first built.
@@ -161,7 +163,7 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
         If the file's sha256 is not ``ref.sha256`` (the weights changed after the graph was
         built).
     """
-    from eocube.models.io import load_model, resolve_device
+    from eocube.models.io import for_inference, load_model, resolve_device
 
     dev = resolve_device(device)
     key = (ref.sha256, str(dev))
@@ -183,19 +185,21 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
 
                 torch.set_num_threads(int(threads))
             model, spec = load_model(p, device=dev)
-            hit = _MODELS[key] = (model, spec)
+            hit = _MODELS[key] = (for_inference(model), spec)
             _STATS["models_built"] += 1
     return hit[0], hit[1], dev
 
 
-def _to_device(a: np.ndarray, dev: torch.device) -> torch.Tensor:
+def _to_device(model: nn.Module, a: np.ndarray, dev: torch.device) -> torch.Tensor:
     import torch
+
+    from eocube.models.io import as_input
 
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     if dev.type == "cuda":
         # page-locked host memory lets the copy run asynchronously with the previous batch
-        return t.pin_memory().to(dev, non_blocking=True)
-    return t.to(dev)
+        t = t.pin_memory().to(dev, non_blocking=True)
+    return as_input(model, t)
 
 
 def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
@@ -211,7 +215,7 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
 
     model, spec, dev = get_model(ref, device=opts.device, threads=opts.threads)
     with torch.inference_mode(), autocast(dev, opts.amp):
-        out = model(*[_to_device(a, dev) for a in inputs])
+        out = model(*[_to_device(model, a, dev) for a in inputs])
     res = []
     for head, c in zip(opts.heads, opts.channels, strict=True):
         if head not in out:

@@ -30,8 +30,8 @@ _LAZY = {
     "eocube.models.nets": ("UNet", "DualStreamUNet", "SiamDiffDualTask", "StockRegressor",
                            "DifferenceAttention", "ASPP", "grad_cam"),
     "eocube.models.losses": ("power_jaccard_loss", "consistency_loss", "mmcr_loss"),
-    "eocube.models.io": ("ARCHITECTURES", "build_model", "load_model", "resolve_device",
-                         "save_model"),
+    "eocube.models.io": ("ARCHITECTURES", "as_input", "build_model", "for_inference",
+                         "load_model", "resolve_device", "save_model"),
     "eocube.models.apply": ("predict", "predict_tiled", "to_tensor"),
     "eocube.models.training": ("RECIPES", "train"),
 }

@@ -252,10 +252,11 @@ def normalize(spec: ModelSpec | InputSpec, x: np.ndarray, /, *, input: str | Non
     shape[axis] = -1
     mean = np.asarray(inp.mean, dtype="float32").reshape(shape)
     std = np.asarray(inp.std, dtype="float32").reshape(shape)
-    z = (x - mean) / std
-    if fill is None:
-        return z
-    return np.nan_to_num(z, copy=False, nan=fill, posinf=fill, neginf=fill)
+    z = x - mean  # a new array: the caller's x is never written
+    z /= std
+    if fill is not None:
+        np.copyto(z, np.float32(fill), where=~np.isfinite(z))
+    return z
 
 
 def apply_transform(x: np.ndarray, transform: str) -> np.ndarray:

@@ -180,6 +180,10 @@ def test_model_is_built_once_per_process_and_sha_is_checked(unet_path, tmp_path)
     predict(scene.cube(64, 64, 1), ref, tile=32, overlap=8, device="cpu").compute()
     predict(scene.cube(64, 64, 2), ref, tile=32, overlap=8, device="cpu").compute()
     assert stats().get("models_built", 0) - before == 1
+    import torch
+
+    model, _, _ = get_model(ref, device="cpu")  # prepared once for inference, then cached
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
     bad = WeightsRef(ref.path, "0" * 64)
     with pytest.raises(ModelSpecError, match="the file changed since predict"):
         get_model(bad, device="cpu")

@@ -16,9 +16,11 @@ from eocube.errors import ModelSpecError
 from eocube.models import (
     InputSpec,
     ModelSpec,
+    as_input,
     available_weights,
     build_model,
     check_input,
+    for_inference,
     load_model,
     predict,
     read_spec,
@@ -188,3 +190,30 @@ def _rewrite_spec(path, spec: ModelSpec) -> None:
     h = json.dumps(header).encode()
     h += b" " * ((8 - len(h) % 8) % 8)
     path.write_bytes(struct.pack("<Q", len(h)) + h + raw[8 + n:])
+
+
+@pytest.mark.parametrize("name", [n for n in available_weights() if not n.startswith("stock")])
+def test_for_inference_folds_batchnorm_and_keeps_the_outputs(name):
+    model, spec = load_model(name, device="cpu")
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = for_inference(model)
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in fast.modules())
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())  # a copy
+    assert all(torch.equal(v, before[k]) for k, v in model.state_dict().items())
+    conv = next(m for m in fast.modules() if isinstance(m, torch.nn.Conv2d))
+    assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # CPU: NHWC
+    torch.manual_seed(0)
+    xs = [torch.randn(2, len(i.bands), 72, 88) for i in spec.inputs]
+    with torch.inference_mode():
+        ref = model(*xs)
+        got = fast(*[as_input(fast, x) for x in xs])
+    assert set(got) == set(ref)
+    for k in ref:
+        assert got[k].shape == ref[k].shape
+        # logits of order 1–10: agreement to float rounding of the folded weights
+        assert torch.allclose(got[k], ref[k], rtol=1e-4, atol=1e-4), k
+
+
+def test_for_inference_refuses_a_model_in_training_mode():
+    with pytest.raises(ModelSpecError, match="eval mode"):
+        for_inference(build_model(_spec()).train())
