@@ -55,6 +55,14 @@ _E = {
     "metal": np.array([0.26, 0.27, 0.28, 0.29, 0.26, 0.23]),
     "tile": np.array([0.09, 0.10, 0.16, 0.21, 0.29, 0.25]),
 }
+#: per landscape (``CitySpec.landscape``): the open ground's mix of vegetation and soil and the
+#: soil's reflectance; parks keep their vegetation but are drier in an arid landscape
+LANDSCAPES = {
+    "temperate": {"ground_veg": 0.5, "soil": _E["soil"], "park_greenness": 1.0},
+    # bright, calcareous soil: within a few hundredths of concrete and tile roofs in every band
+    "arid": {"ground_veg": 0.1, "soil": np.array([0.17, 0.20, 0.23, 0.26, 0.33, 0.30]),
+             "park_greenness": 0.5},
+}
 # gamma0 backscatter (linear power) per class: (VV, VH)
 _S1 = {
     GROUND: (0.045, 0.009), ROAD: (0.010, 0.002), WATER: (0.003, 0.0005), PARK: (0.080, 0.020),
@@ -230,9 +238,10 @@ class Scene:
     def s2_reflectance(self, t: pd.Timestamp) -> np.ndarray:
         """Cloud-free surface reflectance (band, y, x) at 10 m on date t, before noise."""
         fr = self.fractions
-        g = float(greenness(t)[0])
+        land = LANDSCAPES[self.world.spec.landscape]
+        g = float(greenness(t)[0]) * land["park_greenness"]
         veg = _E["veg_dry"] + g * (_E["veg_green"] - _E["veg_dry"])
-        ground = 0.5 * veg + 0.5 * _E["soil"]
+        ground = land["ground_veg"] * veg + (1 - land["ground_veg"]) * land["soil"]
         new_roof = self.new_built_fraction(t)
         site_veg = fr[NEW_SITE] - new_roof
         terms = (

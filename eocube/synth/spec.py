@@ -12,6 +12,9 @@ from eocube.errors import ConfigError
 CITY_CRS = "EPSG:32650"
 
 
+LANDSCAPE_NAMES = ("temperate", "arid")
+
+
 @dataclasses.dataclass(frozen=True)
 class CitySpec:
     """Everything that decides the shape of a synthetic city, except the seed.
@@ -32,6 +35,10 @@ class CitySpec:
     vhr_res_m: int = 2
     origin_xy: tuple[float, float] = (200_000.0, 2_500_000.0)
     community_taz: int = 2  # communities are blocks of community_taz × community_taz TAZ
+    #: the open ground's surface in Sentinel-2 (see ``eocube.synth.sensors.LANDSCAPES``):
+    #: ``"temperate"`` (half vegetation, half soil) or ``"arid"`` (bright bare soil, sparse
+    #: dry vegetation, which optical sensors confuse with roofs); radar sees both alike
+    landscape: str = "temperate"
 
     def __post_init__(self) -> None:
         if self.tile_m <= 0 or self.size_m <= 0:
@@ -51,6 +58,8 @@ class CitySpec:
             raise ConfigError(f"years={self.years} must be at least 1")
         if not 0 <= self.new_building_share < 1:
             raise ConfigError(f"new_building_share={self.new_building_share} must be in [0, 1)")
+        if self.landscape not in LANDSCAPE_NAMES:
+            raise ConfigError(f"landscape={self.landscape!r}: use one of {LANDSCAPE_NAMES}")
         if self.block_m < 100 or self.block_m > self.size_m:
             raise ConfigError(f"block_m={self.block_m} must lie in [100, size_m]")
 

@@ -90,3 +90,31 @@ def test_size_not_a_multiple_of_the_tile_is_refused():
     with pytest.raises(ConfigError, match="unknown CitySpec fields"):
         resolve_spec("tiny", colour="red")
     assert isinstance(resolve_spec("tiny", size_m=1920), CitySpec)
+
+
+def test_an_arid_landscape_changes_the_optical_ground_only():
+    import dataclasses
+
+    import pandas as pd
+
+    from eocube.synth.sensors import GROUND, ROOF_CONCRETE, Scene
+
+    spec = resolve_spec("tiny", size_m=640, tile_m=640)
+    temperate = Scene(make_world(spec, seed=0))
+    arid = Scene(make_world(dataclasses.replace(spec, landscape="arid"), seed=0))
+    t = pd.Timestamp("2020-07-01")
+    rt, ra = temperate.s2_reflectance(t), arid.s2_reflectance(t)
+    fr = temperate.fractions
+    ground = fr[GROUND] > 0.95
+    roof = fr[ROOF_CONCRETE] > 0.95
+    assert ground.sum() > 50 and roof.sum() > 5
+    # bare ground is brighter in the visible bands, near the roofs' reflectance …
+    assert (ra[:3, ground].mean(axis=1) > rt[:3, ground].mean(axis=1) + 0.03).all()
+    assert np.abs(ra[:, ground].mean(axis=1) - ra[:, roof].mean(axis=1)).max() < 0.1
+    # … roofs are not, and radar sees the same surface
+    np.testing.assert_allclose(ra[:, roof].mean(axis=1), rt[:, roof].mean(axis=1), atol=0.01)
+    for orbit in ("ascending", "descending"):
+        s1t, s1a = temperate.s1_scene(0, t, orbit=orbit), arid.s1_scene(0, t, orbit=orbit)
+        np.testing.assert_array_equal(s1t["vv"], s1a["vv"])
+    with pytest.raises(ConfigError, match="landscape='desert'"):
+        dataclasses.replace(spec, landscape="desert")
