@@ -39,13 +39,19 @@ VHR_BANDS = ("red", "green", "blue")
 #: the cities the shipped weights were trained on, and the held-out one they are measured on
 TRAIN_SEEDS = (0, 2)
 HELD_OUT_SEED = 1
+#: the city (seed, landscape) whose imagery, without labels, MMCR adapts to: another landscape
+UNLABELLED_CITY = (4, "arid")
 STOCK_CELL_M = 100
 
 
-def city_spec() -> CitySpec:
+def city_spec(landscape: str = "temperate") -> CitySpec:
     """The city the shipped weights are trained and measured on: the tiny preset's layout,
-    3.2 km across (320 × 320 pixels at 10 m), two years, 20 % of buildings new in the series."""
-    return resolve_spec("tiny", name="models", size_m=3200, new_building_share=0.2)
+    3.2 km across (320 × 320 pixels at 10 m), two years, 20 % of buildings new in the series;
+    in another ``landscape`` (``"arid"``) for MMCR's unlabelled city and its evaluation."""
+    spec = resolve_spec("tiny", name="models", size_m=3200, new_building_share=0.2)
+    if landscape != spec.landscape:
+        spec = resolve_spec(spec, name=f"models-{landscape}", landscape=landscape)
+    return spec
 
 
 def _coords(gb: GeoBox) -> dict[str, xr.DataArray]:

@@ -38,8 +38,10 @@ def test_composites_are_cubes_on_the_city_grid(tiny_city):
 
 @pytest.mark.parametrize("name", sorted(RECIPES))
 def test_every_recipe_trains_and_writes_loadable_weights(name, tiny_city, tmp_path):
+    # MMCR's unlabelled city: the tiny one again, not the recipe's simulated 3.2 km city
+    unlabelled = [tiny_city] if RECIPES[name].unlabelled else None
     path, info = train(name, out=tmp_path, steps=2, batch=2, width=4, depth=2,
-                       cities=[tiny_city], device="cpu", progress=False)
+                       cities=[tiny_city], unlabelled=unlabelled, device="cpu", progress=False)
     assert len(info["losses"]) == 2 and all(np.isfinite(info["losses"]))
     _, spec = load_model(path, device="cpu")
     assert spec.name == name and spec.training["steps"] == 2
@@ -87,6 +89,39 @@ def test_mmcr_and_supervised_half_label_models_see_the_same_labelled_chips(tiny_
             np.testing.assert_array_equal(a, b[:2])
         np.testing.assert_array_equal(sy["y"], my["y"][:2])
         assert sy["labelled"].all() and not my["labelled"][2:].any()
+
+
+def test_mmcr_sees_an_unlabelled_city_beside_the_same_labelled_chips(tiny_city):
+    import dataclasses
+
+    from eocube.synth.sensors import S2_BANDS
+
+    # a city whose optical bands are far off the training cities' statistics: its chips are
+    # recognisable after normalisation
+    bright = dataclasses.replace(tiny_city, seed=99, inputs={
+        y: ds.assign({b: ds[b] + 100.0 for b in S2_BANDS}) for y, ds in tiny_city.inputs.items()})
+    sup = RECIPES["urban_fusion_half"].make([tiny_city], width=4, depth=2)
+    mmcr = RECIPES["urban_mmcr_half"].make([tiny_city], width=4, depth=2, unlabelled=[bright])
+    assert mmcr.spec.training["unlabelled_cities"] == [{"seed": 99, "landscape": "temperate"}]
+    assert mmcr.spec.inputs == sup.spec.inputs  # normalised with the training cities' stats
+    r1, r2 = np.random.default_rng([0, 7]), np.random.default_rng([0, 7])
+    for _ in range(3):
+        (sx, sy), (mx, my) = sup.sample(r1, 4), mmcr.sample(r2, 4)
+        for a, b in zip(sx, mx, strict=True):
+            np.testing.assert_array_equal(a, b[:4])  # the labelled chips, step for step
+        np.testing.assert_array_equal(sy["y"], my["y"][:4])
+        assert not my["labelled"][4:].any()
+        s2 = mx[1]
+        # unlabelled: two chips of the eastern halves, then two of the other city
+        assert np.abs(s2[4:6]).mean() < 10 < s2[6:].mean()
+
+
+def test_only_mmcr_recipes_take_unlabelled_cities(tiny_city):
+    from eocube.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="urban_fusion trains on labels only"):
+        train("urban_fusion", cities=[tiny_city], unlabelled=[tiny_city], steps=1,
+              progress=False)
 
 
 def test_mmcr_recipe_ramps_the_consistency_weight_up(tiny_city):
