@@ -116,7 +116,7 @@ def best(f, repeat: int) -> float:
 
 def main() -> None:
     from eocube.infer.predict import DEFAULT_OVERLAP, DEFAULT_TILE
-    from eocube.infer.runtime import BATCH_PIXELS
+    from eocube.infer.runtime import BATCH_PIXELS, tune_malloc
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="k=3, one repeat, a small sweep")
@@ -133,6 +133,9 @@ def main() -> None:
     n = k * stride + a.overlap
     batch = a.batch or max(1, BATCH_PIXELS["cpu"] // a.tile ** 2)
     torch.set_num_threads(1)
+    # predict's workers tune glibc's allocator when they build a CPU model; every forward
+    # here (sweep, references, predict) runs under the same settings
+    tuned = tune_malloc()
     tmp = Path(tempfile.mkdtemp(prefix="eocube-bench-infer-"))
     w = weights(tmp / "bench.safetensors")
     from eocube.models import load_model
@@ -141,7 +144,7 @@ def main() -> None:
     model = for_inference(plain)
     print(f"image {n}×{n} px, tile {a.tile}, overlap {a.overlap}, {k * k} tiles, "
           f"batch {batch}{'' if a.batch else ' (by device)'}, torch threads 1, "
-          f"{os.cpu_count()} cores (shared)")
+          f"{os.cpu_count()} cores (shared), glibc malloc tuned: {tuned}")
     sides, batches = ([256, 384], [1, 4]) if a.quick else ([256, 320, 384, 512], [1, 2, 4, 8])
     speeds = sweep(model, sides, batches, 2**21 if a.quick else 2**22, repeat)
     print("bare forward (prepared), Mpx/s by tile side (rows) and batch (columns):")

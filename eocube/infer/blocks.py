@@ -161,11 +161,13 @@ def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own:
         ins = [np.stack([zi[ti, :, y - region.y0:y - region.y0 + ty,
                             x - region.x0:x - region.x0 + tx] for ti, y, x in batch])
                for zi in z]
-        p = np.concatenate(forward(job.ref, job.opts, ins), axis=1)
+        heads = forward(job.ref, job.opts, ins)
+        p = heads[0] if len(heads) == 1 else np.concatenate(heads, axis=1)
         for (ti, y, x), pb in zip(batch, p, strict=True):
-            w = np.outer(t.window(ny, y), t.window(nx, x)).astype(np.float32)
+            pb *= np.outer(t.window(ny, y).astype(np.float32),
+                           t.window(nx, x).astype(np.float32))
             canvas[ti, :, y - region.y0:y - region.y0 + ty,
-                   x - region.x0:x - region.x0 + tx] += pb * w
+                   x - region.x0:x - region.x0 + tx] += pb
     count("chunks")
     return canvas, valid
 

@@ -59,8 +59,8 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
         ``"cosine"`` or ``"gaussian"`` blending window.
     batch_size
         Tiles per forward pass; by default as many as fit
-        :data:`~eocube.infer.runtime.BATCH_PIXELS` of the worker's device (on a CPU one or
-        two tiles: larger batches run slower per pixel there).
+        :data:`~eocube.infer.runtime.BATCH_PIXELS` of the worker's device (on a CPU one 384²
+        tile, or two of 256²: larger batches run slower per pixel there).
     device
         ``"auto"`` (each worker's GPU when it has one, else CPU), ``"cpu"``, ``"cuda"`` …;
         resolved on the worker.

@@ -9,9 +9,11 @@ without torch.
 from __future__ import annotations
 
 import collections
+import ctypes
 import dataclasses
 import hashlib
 import os
+import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
@@ -101,9 +103,9 @@ class RunOptions:
     threads: int | None = None
 
 
-#: Pixels per forward pass when the batch size is left to the device. On a CPU a U-Net runs
-#: 30–50 % slower per pixel once a batch holds much more than ~150 k pixels (its activations
-#: outgrow the caches; ``benchmarks/infer.py`` prints the sweep); a GPU wants large batches.
+#: Pixels per forward pass when the batch size is left to the device: one 384² tile on a CPU,
+#: where larger batches run slower per pixel once a batch's activations outgrow the caches
+#: (``benchmarks/infer.py`` prints the sweep); a GPU wants large batches.
 BATCH_PIXELS = {"cpu": 2**17, "cuda": 2**22}
 
 
@@ -152,7 +154,8 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
               ) -> tuple[nn.Module, ModelSpec, torch.device]:
     """The model of ``ref`` on ``device``, built once per process and then reused, prepared
     for inference (:func:`~eocube.models.io.for_inference`: BatchNorm folded into the
-    convolutions, channels-last on a CPU).
+    convolutions, channels-last on a CPU). The first CPU model of a process also tunes
+    glibc's allocator for repeated forward passes (:func:`tune_malloc`).
 
     ``device="auto"`` resolves on the worker (its GPU under dask-cuda, else the CPU).
     ``threads`` sets torch's intra-op threads of this process when the model is first built.
@@ -185,9 +188,44 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
 
                 torch.set_num_threads(int(threads))
             model, spec = load_model(p, device=dev)
+            if dev.type == "cpu":
+                tune_malloc()
             hit = _MODELS[key] = (for_inference(model), spec)
             _STATS["models_built"] += 1
     return hit[0], hit[1], dev
+
+
+#: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_malloc` sets
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's largest: buffers up to 32 MiB come from the heap
+MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next forward pass before release
+_MALLOC_TUNED: list[bool] = []
+
+
+def tune_malloc() -> bool:
+    """Keep a CPU forward pass's buffers in the heap between passes (glibc only; once per
+    process; ``EOCUBE_TUNE_MALLOC=0`` turns it off). Returns whether the settings are on.
+
+    glibc serves buffers above its mmap threshold with fresh ``mmap`` s and returns free heap
+    above its trim threshold to the OS. A U-Net's activations (≈ 10–17 MB each on a 384²–512² tile)
+    sit right at those limits, and between forward passes predict's own arrays (the chunk, its
+    canvas) shift the heap, so each pass could page-fault its ~100 MB of buffers back in:
+    tiles inside predict ran 15–50 % slower than the same forward in a loop
+    (``benchmarks/infer.py``). Raising the mmap threshold to 32 MiB and the trim threshold to
+    256 MiB keeps them; the cost is that up to 256 MiB of freed heap stays with the process.
+    """
+    if _MALLOC_TUNED:
+        return _MALLOC_TUNED[0]
+    ok = False
+    if sys.platform.startswith("linux") and os.environ.get("EOCUBE_TUNE_MALLOC", "1") != "0":
+        try:
+            libc = ctypes.CDLL("libc.so.6")
+            ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+                      and libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+        except (OSError, AttributeError):  # not glibc (musl, …): leave the allocator alone
+            ok = False
+    _MALLOC_TUNED.append(ok)
+    return ok
 
 
 def _to_device(model: nn.Module, a: np.ndarray, dev: torch.device) -> torch.Tensor:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import pickle
 import subprocess
 import sys
@@ -225,3 +226,15 @@ def test_batch_size_by_device_and_result_independent_of_it(unet_path):
     assert n_auto < n_one  # the auto batches held several tiles
     with pytest.raises(Exception, match="batch_size=0"):
         predict(c, unet_path, batch_size=0, **kw)
+
+
+def test_cpu_workers_tune_glibc_malloc_once_unless_told_not_to():
+    code = ("from eocube.infer.runtime import tune_malloc as t; "
+            "import sys; print(t(), t())")
+    on = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                        timeout=120, check=True)
+    off = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120, check=True, env={**os.environ, "EOCUBE_TUNE_MALLOC": "0"})
+    assert on.stdout.split() == (["True", "True"] if sys.platform.startswith("linux")
+                                 else ["False", "False"])
+    assert off.stdout.split() == ["False", "False"]
