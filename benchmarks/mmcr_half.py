@@ -38,15 +38,11 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-
-from eocube.estimates import metrics as m
 from eocube.infer.predict import HEADS as DUAL_HEADS
 from eocube.models.data import (
     HELD_OUT_SEED,
     TRAIN_SEEDS,
     CityData,
-    as_array,
     city_spec,
     load_city,
 )
@@ -106,18 +102,12 @@ def train_seed(name: str, seed: int, *, out: Path, cities: list[CityData], threa
 
 def head_f1(path: Path, city: CityData, *, device: str) -> dict[str, float]:
     """Built-up F1 of each head on every yearly composite of ``city`` (pooled)."""
-    from eocube.models import load_model, predict
+    from eocube.models import load_model
+    from eocube.models.apply import builtup_metrics
 
     model, spec = load_model(path, device=device)
-    truth, preds = [], {}
-    for y in city.years:
-        ins = {i.name: as_array(city.inputs[y], i.bands) for i in spec.inputs}
-        out = predict(model, spec, ins, device=device)
-        truth.append(city.builtup[y].to_numpy())
-        for k in HEADS:
-            preds.setdefault(k, []).append(out[k] > 0.5)
-    t = np.stack(truth)
-    return {k: float(m.map_metrics(t, np.stack(v))["f1"]) for k, v in preds.items()}
+    return {k: float(v["f1"]) for k, v in builtup_metrics(model, spec, city, device=device).items()
+            if k in HEADS}
 
 
 def eval_city(seed: int, landscape: str, *, cache_dir: Path) -> CityData:

@@ -36,22 +36,17 @@ def _weights(d: Path | None, name: str) -> str | Path:
 def _builtup(city: CityData, weights: Path | None, names: list[str], *, suffix: str,
              amp: bool, device: str) -> dict[str, dict[str, float]]:
     """Built-up metrics of each model (and head) on every yearly composite of ``city``."""
+    from eocube.models.apply import builtup_metrics
+
     rows = {}
     for name in names:
         model, spec = load_model(_weights(weights, name), device=device)
-        truth, preds = [], {}
         t0 = time.perf_counter()
-        for y in city.years:
-            ins = {i.name: as_array(city.inputs[y], i.bands) for i in spec.inputs}
-            out = predict(model, spec, ins, device=device, amp=amp)
-            truth.append(city.builtup[y].to_numpy())
-            for k, v in out.items():
-                preds.setdefault(k, []).append(v > 0.5)
+        heads = builtup_metrics(model, spec, city, device=device, amp=amp)
         secs = time.perf_counter() - t0
-        t = np.stack(truth)
-        for k, v in preds.items():
+        for k, v in heads.items():
             label = (name if k == "out" else f"{name} [{k} head]") + suffix
-            rows[label] = {**m.map_metrics(t, np.stack(v)), "seconds": secs}
+            rows[label] = {**v, "seconds": secs}
     return rows
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import collections
 import ctypes
 import dataclasses
+import functools
 import hashlib
 import os
 import sys
@@ -199,9 +200,9 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
 MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's largest: buffers up to 32 MiB come from the heap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next forward pass before release
-_MALLOC_TUNED: list[bool] = []
 
 
+@functools.cache
 def tune_malloc() -> bool:
     """Keep a CPU forward pass's buffers in the heap between passes (glibc only; once per
     process; ``EOCUBE_TUNE_MALLOC=0`` turns it off). Returns whether the settings are on.
@@ -214,18 +215,14 @@ def tune_malloc() -> bool:
     (``benchmarks/infer.py``). Raising the mmap threshold to 32 MiB and the trim threshold to
     256 MiB keeps them; the cost is that up to 256 MiB of freed heap stays with the process.
     """
-    if _MALLOC_TUNED:
-        return _MALLOC_TUNED[0]
-    ok = False
-    if sys.platform.startswith("linux") and os.environ.get("EOCUBE_TUNE_MALLOC", "1") != "0":
-        try:
-            libc = ctypes.CDLL("libc.so.6")
-            ok = bool(libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
-                      and libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
-        except (OSError, AttributeError):  # not glibc (musl, …): leave the allocator alone
-            ok = False
-    _MALLOC_TUNED.append(ok)
-    return ok
+    if not sys.platform.startswith("linux") or os.environ.get("EOCUBE_TUNE_MALLOC") == "0":
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return bool(libc.mallopt(_M_MMAP_THRESHOLD, MALLOC_MMAP_THRESHOLD)
+                    and libc.mallopt(_M_TRIM_THRESHOLD, MALLOC_TRIM_THRESHOLD))
+    except (OSError, AttributeError):  # not glibc (musl, …): leave the allocator alone
+        return False
 
 
 def _to_device(model: nn.Module, a: np.ndarray, dev: torch.device) -> torch.Tensor:

@@ -204,6 +204,8 @@ def test_for_inference_folds_batchnorm_and_keeps_the_outputs(name):
     assert conv.weight.is_contiguous(memory_format=torch.channels_last)  # CPU: NHWC
     torch.manual_seed(0)
     xs = [torch.randn(2, len(i.bands), 72, 88) for i in spec.inputs]
+    assert as_input(fast, xs[0]).is_contiguous(memory_format=torch.channels_last)
+    assert as_input(model, xs[0]) is xs[0]  # the loaded model keeps its layout
     with torch.inference_mode():
         ref = model(*xs)
         got = fast(*[as_input(fast, x) for x in xs])

@@ -134,3 +134,18 @@ def test_mmcr_recipe_ramps_the_consistency_weight_up(tiny_city):
     (early, parts), (late, _) = job.loss(out, y, 0), job.loss(out, y, ramp)
     gap = job.spec.training["consistency_weight"] * parts["consistency"]
     assert float(late - early) == pytest.approx(gap * (1 - math.exp(-5)), rel=1e-4)
+
+
+def test_builtup_metrics_score_every_head_against_the_city_truth(tiny_city):
+    import dataclasses
+
+    from eocube.models.apply import builtup_metrics
+
+    model, spec = load_model("urban_fusion", device="cpu")
+    got = builtup_metrics(model, spec, tiny_city, device="cpu")
+    assert set(got) == {"out", "sar", "optical"}
+    assert all(0.8 < v["f1"] <= 1 and 0 < v["iou"] <= v["f1"] for v in got.values())
+    # scored against the city's own truth: inverting the truth ruins the score
+    flipped = dataclasses.replace(tiny_city, builtup={y: 1 - b for y, b in
+                                                      tiny_city.builtup.items()})
+    assert builtup_metrics(model, spec, flipped, device="cpu")["out"]["f1"] < 0.5
