@@ -1,0 +1,190 @@
+"""The package reads as the flow: a test of its import graph (DESIGN.md, "The data flow").
+
+Every ``import`` statement of ``eocube`` is read from the source (deferred imports inside
+functions included, since they hide cycles just as well as they hide them from Python), and
+three rules are checked:
+
+- a folder imports only from folders before it in the flow, never from one after it;
+- the module graph has no cycle;
+- no private name (``_x``) is imported from another module, and a private module is imported
+  only from inside its own folder.
+"""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+import eocube
+
+PACKAGE = Path(eocube.__file__).parent
+
+# The flow, upstream first. A folder may import from its own rank or an earlier one.
+LAYERS: tuple[tuple[str, ...], ...] = (
+    ("errors", "_deps"),
+    ("io",),
+    ("catalog",),
+    ("synth",),
+    ("cube",),
+    ("models",),
+    ("infer",),
+    ("change",),
+    ("zonal",),
+    ("estimates",),
+    ("pipeline", "testing"),
+    ("cli", "__init__", "__main__"),
+)
+RANK = {name: rank for rank, names in enumerate(LAYERS) for name in names}
+
+
+def module_name(path: Path) -> str:
+    rel = path.relative_to(PACKAGE.parent).with_suffix("")
+    parts = list(rel.parts)
+    if parts[-1] == "__init__":
+        parts = parts[:-1]
+    return ".".join(parts)
+
+
+def modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def top(mod: str) -> str:
+    """The folder (or top-level module) of ``eocube.<top>.…``; ``__init__`` for the root."""
+    parts = mod.split(".")
+    return parts[1] if len(parts) > 1 else "__init__"
+
+
+def resolve(mod: str, is_pkg: bool, node: ast.ImportFrom) -> str:
+    if node.level == 0:
+        return node.module or ""
+    base = mod.split(".") if is_pkg else mod.split(".")[:-1]
+    base = base[: len(base) - (node.level - 1)]
+    return ".".join(base + ([node.module] if node.module else []))
+
+
+def imports(known: dict[str, Path]) -> list[tuple[str, str, str | None, int]]:
+    """(importer, imported module, imported name or None, line) for every eocube import."""
+    found = []
+    for mod, path in known.items():
+        is_pkg = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+            if isinstance(node, ast.Import):
+                found += [(mod, a.name, None, node.lineno) for a in node.names
+                          if a.name.split(".")[0] == "eocube"]
+            elif isinstance(node, ast.ImportFrom):
+                target = resolve(mod, is_pkg, node)
+                if target.split(".")[0] != "eocube":
+                    continue
+                for alias in node.names:
+                    sub = f"{target}.{alias.name}"
+                    if sub in known:  # `from eocube.cube import load` where load is a module
+                        found.append((mod, sub, None, node.lineno))
+                    else:
+                        found.append((mod, target, alias.name, node.lineno))
+    return found
+
+
+KNOWN = modules()
+IMPORTS = imports(KNOWN)
+
+
+def test_the_walk_sees_the_package():
+    # A walk that finds nothing would pass every rule below.
+    assert len(KNOWN) > 50
+    assert len(IMPORTS) > 100
+    assert all(top(m) in RANK for m in KNOWN), sorted({top(m) for m in KNOWN} - set(RANK))
+
+
+def test_no_upward_import():
+    upward = [f"{m}:{line} imports {t} ({top(m)} comes before {top(t)} in the flow)"
+              for m, t, _, line in IMPORTS
+              if top(t) in RANK and RANK[top(t)] > RANK[top(m)]]
+    assert upward == []
+
+
+def test_no_import_cycle():
+    graph: dict[str, set[str]] = {m: set() for m in KNOWN}
+    for m, t, _, _ in IMPORTS:
+        if t in KNOWN and t != m and not m.startswith(t + "."):
+            # A package's own __init__ importing its children is the package assembling itself,
+            # but a child importing its parent package is a real edge.
+            if not t.startswith(m + "."):
+                graph[m].add(t)
+    cycles = find_cycles(graph)
+    assert cycles == [], "\n".join(" → ".join(c) for c in cycles)
+
+
+def find_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """Every strongly connected component with more than one module (Tarjan)."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph[v]):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_no_private_name_across_modules():
+    private = [f"{m}:{line} imports {name} from {t}" for m, t, name, line in IMPORTS
+               if name and name.startswith("_") and not name.startswith("__") and t != m]
+    assert private == []
+
+
+def test_private_modules_stay_in_their_folder():
+    def folder(mod: str) -> str:
+        return mod.rsplit(".", 1)[0]
+
+    leaks = [f"{m}:{line} imports {t}" for m, t, _, line in IMPORTS
+             if any(p.startswith("_") and not p.startswith("__") for p in t.split(".")[1:])
+             and t.split(".")[1] not in ("_deps",)
+             and not m.startswith(folder(t))]
+    assert leaks == []
+
+
+@pytest.mark.parametrize(
+    ("source", "rule"),
+    [
+        ("from eocube.pipeline import demo\n", test_no_upward_import),
+        ("from eocube.errors import _hidden\n", test_no_private_name_across_modules),
+    ],
+)
+def test_the_rules_catch_a_violation(tmp_path, monkeypatch, source, rule):
+    # The rules fail on a planted violation in the catalog folder.
+    planted = {**KNOWN, "eocube.catalog._planted": tmp_path / "planted.py"}
+    (tmp_path / "planted.py").write_text(source)
+    monkeypatch.setitem(globals(), "KNOWN", planted)
+    monkeypatch.setitem(globals(), "IMPORTS", imports(planted))
+    with pytest.raises(AssertionError):
+        rule()
+
+
+def test_cycle_finder_finds_a_cycle():
+    assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
