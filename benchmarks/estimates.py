@@ -95,7 +95,7 @@ def _topdown_networks(out: str | None):
     if out:
         from pathlib import Path
 
-        from eocube.estimates._io import to_geoparquet
+        from eocube.io import to_geoparquet
 
         to_geoparquet(td.cells, Path(out) / "stock_topdown_cells.parquet")
         cam.to_dataset().to_zarr(Path(out) / "stock_gradcam.zarr", mode="w",
@@ -115,7 +115,7 @@ def main() -> None:
 
     from odc.geo.xr import wrap_xr
 
-    from eocube.estimates._io import to_geoparquet
+    from eocube.io import to_geoparquet
     from eocube.estimates.population import compare_population, taz_features
     from eocube.synth import resolve_spec
     from eocube.testing.estimates import city_inputs

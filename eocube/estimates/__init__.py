@@ -26,7 +26,7 @@ __all__ = ["cohen_kappa", "confusion_matrix", "f1", "iou", "mae", "map_metrics",
            "weighted_rmse"]
 
 # estimates (issue 8): population (DEFF), stock, greening, SDG 11.3.1, and the writer
-from eocube.estimates._io import to_geoparquet
+from eocube.io import to_geoparquet
 from eocube.estimates.greening import (
     AHPResult,
     GreeningResult,

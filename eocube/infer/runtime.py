@@ -8,11 +8,9 @@ without torch.
 
 from __future__ import annotations
 
-import collections
 import ctypes
 import dataclasses
 import functools
-import hashlib
 import os
 import sys
 import threading
@@ -22,23 +20,16 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from eocube.counters import count
 from eocube.errors import ModelSpecError
+from eocube.io.paths import file_sha256
 from eocube.models.spec import ModelSpec, available_weights, read_spec, weights_path
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
     from torch import nn
 
-__all__ = ["RunOptions", "WeightsRef", "clear_cache", "get_model", "reset_stats", "stats"]
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of a file, read in 1 MiB blocks."""
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+__all__ = ["RunOptions", "WeightsRef", "clear_cache", "get_model"]
 
 
 _SHA_CACHE: dict[tuple[str, int, int], str] = {}
@@ -125,26 +116,6 @@ def batch_size(opts: RunOptions, tile_pixels: int, /) -> int:
 
 _LOCK = threading.Lock()
 _MODELS: dict[tuple[str, str], tuple[Any, ModelSpec]] = {}
-_STATS: collections.Counter[str] = collections.Counter()
-
-
-def stats() -> dict[str, int]:
-    """Counters of this process: ``models_built``, ``chunks`` (tile blocks run), ``tiles``,
-    ``batches``; with ``pid``. Gather them from workers with ``client.run(stats)``."""
-    return {**_STATS, "pid": os.getpid()}
-
-
-def reset_stats() -> None:
-    """Zero this process's counters."""
-    _STATS.clear()
-
-
-def count(key: str, n: int = 1) -> None:
-    """Add ``n`` to a counter of this process."""
-    with _LOCK:
-        _STATS[key] += n
-
-
 def clear_cache() -> None:
     """Forget the models this process has built (they are rebuilt on next use)."""
     with _LOCK:
@@ -192,7 +163,7 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
             if dev.type == "cpu":
                 tune_malloc()
             hit = _MODELS[key] = (for_inference(model), spec)
-            _STATS["models_built"] += 1
+            count("models_built")
     return hit[0], hit[1], dev
 
 

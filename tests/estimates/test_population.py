@@ -113,7 +113,7 @@ def test_deff_on_synthetic_city(city, tmp_path):
     assert (c["split"] == "test").mean() == pytest.approx(0.25, abs=0.03)
     # nothing hidden: truth columns were not given, inputs not modified
     assert "occupants" not in ci.buildings.columns and "e_in" not in ci.buildings.columns
-    from eocube.estimates._io import to_geoparquet
+    from eocube.io import to_geoparquet
 
     back = gpd.read_parquet(to_geoparquet(r.buildings, tmp_path / "b.parquet"))
     assert len(back) == len(r.buildings)

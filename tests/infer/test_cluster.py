@@ -20,7 +20,7 @@ import xarray as xr
 
 from eocube.errors import ConfigError
 from eocube.infer import clear_cache, predict, reset_stats, start_client, stats, to_cog, to_zarr
-from eocube.infer.write import PROGRESS
+from eocube.io.zarr_store import PROGRESS
 from eocube.testing import scenes as scene
 
 pytestmark = pytest.mark.slow

@@ -1,11 +1,12 @@
-"""Writers of estimate results: GeoParquet / Parquet, written atomically (temp file + rename)."""
+"""Tables out: GeoParquet for a GeoDataFrame, Parquet for a DataFrame, written atomically."""
 
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+from eocube.io.paths import atomic_path
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -21,6 +22,8 @@ def to_geoparquet(result: gpd.GeoDataFrame | pd.DataFrame, path: str | os.PathLi
     A GeoDataFrame is written as GeoParquet, a plain DataFrame as Parquet. The table is written
     to a temporary file in the destination folder and moved over ``path`` with ``os.replace``,
     so a reader never sees a half-written file and a failed write leaves the old file intact.
+    A named index (the model names of a comparison table, a zone id) is kept as a column and
+    restored as the index on reading; an unnamed range index is dropped.
 
     Parameters
     ----------
@@ -33,20 +36,17 @@ def to_geoparquet(result: gpd.GeoDataFrame | pd.DataFrame, path: str | os.PathLi
     -------
     pathlib.Path
         The path written.
-    """
-    import geopandas as gpd
 
+    Examples
+    --------
+    >>> import tempfile, pathlib, pandas as pd
+    >>> t = pd.DataFrame({"mape": [9.9, 27.1]}, index=pd.Index(["DEFF", "DEFF1"], name="model"))
+    >>> p = to_geoparquet(t, pathlib.Path(tempfile.mkdtemp()) / "t.parquet")
+    >>> pd.read_parquet(p).index.tolist()
+    ['DEFF', 'DEFF1']
+    """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        if isinstance(result, gpd.GeoDataFrame):
-            result.to_parquet(tmp, index=False)
-        else:
-            result.to_parquet(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    keep_index = any(n is not None for n in result.index.names)
+    with atomic_path(path) as tmp:
+        result.to_parquet(tmp, index=keep_index)
     return path

@@ -14,7 +14,7 @@ import xarray as xr
 import zarr
 
 from eocube.errors import ConfigError
-from eocube.infer import to_zarr
+from eocube.io import to_zarr
 from eocube.testing import scenes as scene
 
 FAIL: set[tuple[int, ...]] = set()
