@@ -17,10 +17,16 @@ from __future__ import annotations
 
 from eocube.zonal.coverage import Coverage, CoverageBlock, zonal_coverage
 from eocube.zonal.density import kernel_density
-from eocube.zonal.geometry import GeometryRepairWarning, prepare_zones
-from eocube.zonal.stats import STATS, zonal_stats, zonal_sums
+from eocube.zonal.geometry import GeometryRepairWarning, prepare_zones, repair_polygons
+from eocube.zonal.stats import STATS, mask_nodata, nodata_value, zonal_stats, zonal_sums
 from eocube.zonal.vectorize import regularize_footprints, vectorize_mask
-from eocube.zonal.zones import admin_zones, assign_zones, road_corridors, taz_from_roads
+from eocube.zonal.zones import (
+    admin_zones,
+    assign_zones,
+    metric_crs,
+    road_corridors,
+    taz_from_roads,
+)
 
 __all__ = [
     "STATS",
@@ -30,8 +36,12 @@ __all__ = [
     "admin_zones",
     "assign_zones",
     "kernel_density",
+    "mask_nodata",
+    "metric_crs",
+    "nodata_value",
     "prepare_zones",
     "regularize_footprints",
+    "repair_polygons",
     "road_corridors",
     "taz_from_roads",
     "vectorize_mask",

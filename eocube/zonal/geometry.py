@@ -19,11 +19,12 @@ if TYPE_CHECKING:
     import geopandas as gpd
     from pyproj import CRS
 
-__all__ = ["GeometryRepairWarning", "prepare_zones"]
+__all__ = ["GeometryRepairWarning", "prepare_zones", "repair_polygons"]
 
 
 class GeometryRepairWarning(UserWarning):
-    """Invalid zone geometries were repaired with ``shapely.make_valid``; the message names them."""
+    """Invalid polygons (zones, footprints) were repaired with ``shapely.make_valid``; the
+    message names them."""
 
 
 _POLYGONAL = ("Polygon", "MultiPolygon")
@@ -40,6 +41,69 @@ def _polygonal_part(geom: shapely.Geometry) -> shapely.Geometry:
     if not parts:
         return shapely.Polygon()
     return shapely.union_all(parts) if len(parts) > 1 else parts[0]
+
+
+def repair_polygons(
+    geoms: np.ndarray,
+    index: pd.Index,
+    /,
+    *,
+    what: str = "polygon",
+    stacklevel: int = 3,
+) -> np.ndarray:
+    """Polygonal geometries made valid, the one repair rule of every zonal function.
+
+    Invalid geometries (a self-intersecting footprint, a bow-tie zone) are repaired with
+    ``shapely.make_valid`` and a :class:`GeometryRepairWarning` naming them by ``index``;
+    the repair and any geometry collection are reduced to their polygonal part. Missing
+    geometries become empty polygons. Valid polygons are returned as they are.
+
+    Parameters
+    ----------
+    geoms
+        Geometries (an object array or anything ``numpy.asarray`` makes one).
+    index
+        The ids the warning names, one per geometry (zone ids, building index …).
+    what
+        What the geometries are, in the singular, for the warning (``"zone geometry"``,
+        ``"building footprint"``).
+    stacklevel
+        Of the warning, so that it points at the user's call.
+
+    Returns
+    -------
+    numpy.ndarray
+        A new object array when something was repaired or filled, else ``geoms`` itself.
+
+    Warns
+    -----
+    GeometryRepairWarning
+        When invalid geometries were repaired; the message lists their ids.
+    """
+    arr = np.asarray(geoms, dtype=object)
+    missing = pd.isna(arr)
+    if missing.any():
+        arr = arr.copy()
+        arr[missing] = shapely.Polygon()
+    empty = shapely.is_empty(arr)
+    invalid = ~shapely.is_valid(arr) & ~empty
+    collection = shapely.get_type_id(arr) == 7
+    if not (invalid.any() or collection.any()):
+        return arr
+    arr = arr.copy()
+    if invalid.any():
+        n = int(invalid.sum())
+        noun = what if n == 1 else (what[:-1] + "ies" if what.endswith("y") else what + "s")
+        warnings.warn(
+            f"Repaired {n} invalid {noun} with shapely.make_valid: {_names(index, invalid)}. "
+            "Fix the source layer to silence this warning.",
+            GeometryRepairWarning,
+            stacklevel=stacklevel,
+        )
+        arr[invalid] = shapely.make_valid(arr[invalid])
+    fix = invalid | collection
+    arr[fix] = [_polygonal_part(g) for g in arr[fix]]
+    return arr
 
 
 def prepare_zones(
@@ -121,21 +185,7 @@ def prepare_zones(
             f"{_names(index, bad_type)} ({sorted(set(shapely.get_type_id(arr[bad_type])))} "
             "are shapely type ids). Buffer points or lines first if you meant areas."
         )
-    invalid = ~shapely.is_valid(arr) & ~empty
-    collection = types == 7
-    if invalid.any() or collection.any():
-        arr = arr.copy()
-        if invalid.any():
-            warnings.warn(
-                f"Repaired {int(invalid.sum())} invalid zone geometr"
-                f"{'y' if invalid.sum() == 1 else 'ies'} with shapely.make_valid: "
-                f"{_names(index, invalid)}.",
-                GeometryRepairWarning,
-                stacklevel=3,
-            )
-            arr[invalid] = shapely.make_valid(arr[invalid])
-        fix = invalid | collection
-        arr[fix] = [_polygonal_part(g) for g in arr[fix]]
+    arr = repair_polygons(arr, index, what="zone geometry", stacklevel=4)
     out = gpd.GeoSeries(arr, index=index, crs=geoms.crs)
     if crs is not None and not out.crs.equals(crs):
         out = out.to_crs(crs)

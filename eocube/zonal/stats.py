@@ -17,7 +17,9 @@ Partials and how they merge:
   with the largest covered area, ties to the greater value.
 
 Coverage ``c`` is the covered fraction of the pixel (``method="exact"``) or 1 for pixels whose
-centre is inside (``method="center"``); NaN (or the ``nodata`` of an integer cube) is skipped.
+centre is inside (``method="center"``); NaN and the raster's fill value (``nodata`` /
+``_FillValue`` attribute or rioxarray's nodata, of any dtype: see :func:`nodata_value`) are
+skipped.
 """
 
 from __future__ import annotations
@@ -206,17 +208,61 @@ def _finalize(part: dict[str, Any], outside: np.ndarray, lead_shape: tuple[int, 
     return res.transpose(1, 0, 2).reshape(*lead_shape, nz, len(stats))
 
 
-def _nodata(data: xr.DataArray) -> float | None:
-    """The nodata value of an integer cube (floats use NaN)."""
-    if not np.issubdtype(data.dtype, np.integer):
+#: attributes that name a raster's fill value (CF, GDAL/rioxarray, the old xarray.open_rasterio)
+_NODATA_ATTRS = ("_FillValue", "missing_value", "fill_value", "nodata")
+
+
+def nodata_value(data: xr.DataArray, /) -> float | None:
+    """The fill value that marks missing pixels of ``data``, ``None`` if it has none.
+
+    Looked up as rioxarray does: the attributes ``_FillValue``, ``missing_value``,
+    ``fill_value``, ``nodata`` (then ``nodatavals``), then ``.rio.nodata`` where rioxarray
+    holds one; then the encoded fill (``encoding["_FillValue"]``, ``.rio.encoded_nodata``)
+    unless the encoding also scales the values (the fill is then in raw units, and a masked
+    read has already turned it into NaN). The value is cast to the data's dtype first, so a
+    float32 raster matches a fill written as a float64 attribute. A NaN fill is returned as
+    NaN (nothing to mask beyond NaN itself).
+
+    Parameters
+    ----------
+    data
+        A raster of any dtype.
+
+    Returns
+    -------
+    float or None
+    """
+    import sys
+
+    nd = next((data.attrs[k] for k in _NODATA_ATTRS if data.attrs.get(k) is not None), None)
+    if nd is None:
+        vals = data.attrs.get("nodatavals")
+        if vals is not None and len(np.atleast_1d(vals)):
+            nd = np.atleast_1d(vals)[0]
+    if nd is None and "rioxarray" in sys.modules:
+        # a value given with .rio.set_nodata lives on the accessor, not in the attributes
+        rio = data.rio
+        nd = rio.nodata if rio.encoded_nodata is None else None
+    enc = data.encoding
+    if nd is None and enc.get("_FillValue") is not None and not (
+            "scale_factor" in enc or "add_offset" in enc):
+        nd = enc["_FillValue"]
+    if nd is None:
         return None
-    nd = data.attrs.get("nodata", data.attrs.get("_FillValue"))
-    return None if nd is None else float(nd)
+    try:
+        return float(np.asarray(nd).astype(data.dtype)) if data.dtype.kind in "biuf" else None
+    except (TypeError, ValueError, OverflowError):
+        return None
 
 
-def _masked(data: xr.DataArray) -> xr.DataArray:
-    nd = _nodata(data)
-    return data if nd is None else data.where(data != nd)
+def mask_nodata(data: xr.DataArray, /) -> xr.DataArray:
+    """``data`` with its fill value (:func:`nodata_value`) turned into NaN, lazily; as it is
+    when it has none. Other attributes are kept."""
+    nd = nodata_value(data)
+    if nd is None or np.isnan(nd):
+        return data
+    return data.where(data != nd).assign_attrs(
+        {k: v for k, v in data.attrs.items() if k not in (*_NODATA_ATTRS, "nodatavals")})
 
 
 def zonal_stats(
@@ -238,6 +284,9 @@ def zonal_stats(
         A cube with a GeoBox: any leading dims (``time``, ``band`` …) and two spatial dims.
         Dask-backed data gives a lazy result with the same leading chunks; numpy data an
         eager one (same code, run at once). A Dataset is stacked along a new ``band`` dim.
+        Pixels equal to the fill value (:func:`nodata_value`: the ``_FillValue`` / ``nodata``
+        attribute ``rioxarray.open_rasterio`` sets, or ``.rio.nodata``), per variable of a
+        Dataset, are skipped like NaN, whatever the dtype.
     zones
         Polygons (GeoDataFrame / GeoSeries with a CRS, reprojected to the cube's CRS when
         needed, invalid ones repaired with a warning), or a :class:`Coverage` already built
@@ -299,8 +348,10 @@ def zonal_stats(
         if "band" in data.dims:
             raise ConfigError("The Dataset already has a 'band' dim; pass one DataArray.")
         # per-band nodata would be lost in the stack: mask it (lazily) first
-        data = xr.Dataset({k: _masked(v) for k, v in data.data_vars.items()}).to_dataarray(
-            dim="band")
+        data = xr.Dataset({k: mask_nodata(v) for k, v in data.data_vars.items()}
+                          ).to_dataarray(dim="band")
+    # before any other xarray operation: a value set with .rio.set_nodata lives on this object
+    nodata = nodata_value(data)
     geobox = data.odc.geobox
     if geobox is None:
         raise GridError(
@@ -340,11 +391,10 @@ def zonal_stats(
         extra = set(weights.dims) - set(data.dims)
         if extra:
             raise GridError(f"weights has dims {sorted(extra)} that data lacks.")
-        wb = weights.broadcast_like(data).transpose(*data.dims)
+        wb = mask_nodata(weights).broadcast_like(data).transpose(*data.dims)
         warr = (wb.data.rechunk(chunks) if isinstance(wb.data, da.Array)
                 else da.from_array(np.asarray(wb.data), chunks=chunks))
 
-    nodata = _nodata(data)
     opts = _Opts(weighted=weighted,
                  want_var=any(s.endswith(("std", "variance")) for s in stats),
                  want_minmax=any(s in ("min", "max") for s in stats),
@@ -442,6 +492,8 @@ def zonal_sums(
     out = {}
     for name, r in rasters.items():
         per_area = density.get(name, False) if isinstance(density, Mapping) else density
+        # mask the fill before the arithmetic below drops the attribute that names it
+        r = mask_nodata(r)
         if per_area:
             res = r.odc.geobox.resolution
             r = r * abs(res.x * res.y)

@@ -224,3 +224,64 @@ def test_no_compute_under_the_distributed_style_check(gbox, raster, no_compute):
     with no_compute(), dask.config.set({"array.chunk-size": "1MiB"}):
         ds = zonal_stats(raster.chunk(x=50, y=50), random_polygons(20, gbox), stats=ALL)
     assert isinstance(ds["median"].data, dask.array.Array)
+
+
+# ---- fill values of float rasters (issue 16.2) ----------------------------------------------
+
+FILL_STATS = ["sum", "mean", "count", "min", "max", "median", "std"]
+
+
+def _with_fill(raster, fill=-9999.0):
+    """The raster with its NaN written as ``fill`` (what a GeoTIFF with nodata holds)."""
+    return raster.fillna(fill).astype("float32"), raster.astype("float32")
+
+
+def test_float_fill_value_attribute_is_not_data(gbox, raster, zones):
+    filled, nan = _with_fill(raster)
+    want = zonal_stats(nan, zones.iloc[:300], stats=FILL_STATS)
+    for attr in ("_FillValue", "nodata", "missing_value"):
+        got = zonal_stats(filled.assign_attrs({attr: -9999.0}), zones.iloc[:300],
+                          stats=FILL_STATS)
+        for s in FILL_STATS:
+            np.testing.assert_allclose(got[s], want[s], rtol=1e-12, equal_nan=True,
+                                       err_msg=f"{attr}: {s}")
+    # the lazy path and a Dataset (per-variable fill) alike
+    lazy = zonal_stats(filled.assign_attrs(_FillValue=-9999.0).chunk(x=64, y=64),
+                       zones.iloc[:300], stats=["min", "sum"])
+    np.testing.assert_allclose(lazy["min"].compute(), want["min"], equal_nan=True)
+    ds = zonal_stats(xr.Dataset({"a": filled.assign_attrs(nodata=-9999.0), "b": nan}),
+                     zones.iloc[:300], stats=["sum"])
+    np.testing.assert_allclose(ds["sum"].sel(band="a"), ds["sum"].sel(band="b"), rtol=1e-12)
+
+
+def test_rioxarray_fill_values_are_not_data(gbox, raster, zones, tmp_path):
+    rioxarray = pytest.importorskip("rioxarray")
+    filled, nan = _with_fill(raster)
+    want = zonal_stats(nan, zones.iloc[:200], stats=["sum", "min", "count"])
+    path = tmp_path / "fill.tif"
+    filled.rio.write_nodata(-9999.0).rio.to_raster(path)
+    # open_rasterio's default: the fill stays in the values, _FillValue in the attributes
+    opened = rioxarray.open_rasterio(path).squeeze("band", drop=True)
+    assert float(opened.min()) == -9999.0 and "_FillValue" in opened.attrs
+    masked = rioxarray.open_rasterio(path, masked=True).squeeze("band", drop=True)
+    set_on_accessor = filled.copy()
+    set_on_accessor.rio.set_nodata(-9999.0, inplace=True)  # not in attrs: on the accessor
+    encoded = filled.copy()
+    encoded.encoding["_FillValue"] = -9999.0
+    for name, cube in [("open_rasterio", opened), ("masked", masked),
+                       ("rio.set_nodata", set_on_accessor), ("encoding", encoded)]:
+        got = zonal_stats(cube, zones.iloc[:200], stats=["sum", "min", "count"])
+        for s in ("sum", "min", "count"):
+            np.testing.assert_allclose(got[s], want[s], rtol=1e-6, equal_nan=True,
+                                       err_msg=f"{name}: {s}")
+
+
+def test_zonal_sums_density_keeps_the_fill_out(gbox):
+    coarse = GeoBox.from_bbox(gbox.extent.boundingbox, gbox.crs, resolution=500)
+    a = np.full(coarse.shape.yx, 2.0)
+    a[0, :] = -9999.0
+    ntl = wrap_xr(a, coarse).assign_attrs(_FillValue=-9999.0)
+    z = gpd.GeoDataFrame(geometry=[shapely.box(*gbox.extent.boundingbox)], crs=gbox.crs)
+    ds = zonal_sums({"ntl": ntl}, z, density=True)
+    valid_area = (a != -9999.0).sum() * 500.0**2
+    np.testing.assert_allclose(ds["ntl"].values, [2.0 * valid_area], rtol=1e-9)
