@@ -11,12 +11,14 @@ import pandas as pd
 import shapely
 
 from eocube.errors import ConfigError, ZoneError
-from eocube.zonal.geometry import prepare_zones
+from eocube.zonal.geometry import prepare_zones, repair_polygons
 
 if TYPE_CHECKING:
     import geopandas as gpd
+    from pyproj import CRS
 
-__all__ = ["admin_zones", "assign_zones", "road_corridors", "taz_from_roads"]
+__all__ = ["METRIC_TOLERANCE", "admin_zones", "assign_zones", "metric_crs", "road_corridors",
+           "taz_from_roads"]
 
 
 def road_corridors(
@@ -32,9 +34,11 @@ def road_corridors(
     Parameters
     ----------
     roads
-        LineStrings (or MultiLineStrings) with a projected CRS in metres.
+        LineStrings (or MultiLineStrings) in a projected CRS; one whose unit is not a true
+        metre at the roads (US feet, Web Mercator) is buffered in the local UTM zone
+        (:func:`metric_crs`) and the result handed back in the roads' CRS.
     width_col
-        Column of full road widths in CRS units; missing column or NaN → ``default_width``.
+        Column of full road widths in metres; missing column or NaN → ``default_width``.
     default_width
         Width used where none is given.
     cap_style
@@ -48,6 +52,14 @@ def road_corridors(
     _check_lines(roads)
     if default_width <= 0:
         raise ConfigError(f"default_width must be positive, not {default_width}.")
+    local = metric_crs(roads)
+    if local is not None:
+        # widths are metres: buffer in the local UTM zone, hand the union back in roads' CRS
+        import geopandas as gpd
+
+        corridors = road_corridors(roads.to_crs(local), width_col=width_col,
+                                   default_width=default_width, cap_style=cap_style)
+        return gpd.GeoSeries([corridors], crs=local).to_crs(roads.crs).iloc[0]
     if width_col in roads.columns:
         width = pd.to_numeric(roads[width_col], errors="coerce").to_numpy(np.float64)
         width = np.where(np.isfinite(width) & (width > 0), width, default_width)
@@ -56,6 +68,56 @@ def road_corridors(
     buffers = shapely.buffer(roads.geometry.values, width / 2.0, cap_style=cap_style,
                              join_style="mitre")
     return shapely.union_all(buffers)
+
+
+#: Largest departure of a CRS unit from a metre (scale error at the roads) that is used as is:
+#: a UTM zone's edge is 1.0010, a state plane in metres 1.0001, Web Mercator at 30° 1.155.
+METRIC_TOLERANCE = 0.005
+
+
+def metric_crs(frame: gpd.GeoDataFrame | gpd.GeoSeries, /) -> CRS | None:
+    """The local metric CRS to work in when ``frame``'s CRS does not measure metres, else None.
+
+    The scale of the CRS at the centre of ``frame``'s bounds is measured against geodesic
+    distances on the ellipsoid (east and north); when either departs from one metre per unit
+    by more than :data:`METRIC_TOLERANCE` (US survey feet, EPSG:3857 away from the equator),
+    the answer is the UTM zone of the centre (``estimate_utm_crs``).
+
+    Parameters
+    ----------
+    frame
+        Features with a projected CRS.
+
+    Returns
+    -------
+    pyproj.CRS or None
+        ``None`` when the CRS is metric where the features are.
+    """
+    from pyproj import Geod, Transformer
+
+    crs = frame.crs
+    x0, y0, x1, y1 = frame.total_bounds
+    if not np.all(np.isfinite([x0, y0, x1, y1])):
+        return None
+    cx, cy = (x0 + x1) / 2.0, (y0 + y1) / 2.0
+    step = max(x1 - x0, y1 - y0, 1.0) / 100.0
+    to_ll = Transformer.from_crs(crs, "EPSG:4326", always_xy=True)
+    lon, lat = to_ll.transform([cx, cx + step, cx], [cy, cy, cy + step])
+    geod = Geod(ellps="WGS84")
+    _, _, east = geod.inv(lon[0], lat[0], lon[1], lat[1])
+    _, _, north = geod.inv(lon[0], lat[0], lon[2], lat[2])
+    scale = np.array([east, north]) / step
+    if np.all(np.abs(scale - 1.0) <= METRIC_TOLERANCE):
+        return None
+    return frame.estimate_utm_crs()
+
+
+def _in_local(frame: gpd.GeoDataFrame | gpd.GeoSeries, crs: CRS) -> np.ndarray:
+    """The geometries of ``frame`` in ``crs``, coordinates rounded to 1 mm: a junction exact
+    in the source CRS (a road ending on another, on the boundary) comes out of the
+    reprojection 1e-9 m apart and would no longer be noded."""
+    return shapely.set_precision(np.asarray(frame.to_crs(crs).geometry.values, dtype=object),
+                                 1e-3, mode="pointwise")
 
 
 def _check_lines(roads: gpd.GeoDataFrame) -> None:
@@ -93,23 +155,27 @@ def taz_from_roads(
     Parameters
     ----------
     roads
-        Road centre lines in a projected CRS (metres).
+        Road centre lines in a projected CRS. A CRS whose unit is not a true metre where the
+        roads are (US survey feet such as EPSG:2263, Web Mercator EPSG:3857 whose metres
+        grow away from the equator; see :func:`metric_crs`) is handled by building the
+        zones in the local UTM zone and reprojecting them back, so widths and areas are
+        always metres. A geographic CRS is refused.
     boundary
-        Study-area polygon or ``(left, bottom, right, top)``; without it only faces closed by
-        roads are zones.
+        Study-area polygon or ``(left, bottom, right, top)`` in the roads' CRS; without it
+        only faces closed by roads are zones.
     width_col, default_width, cap_style
         Corridor widths, as in :func:`road_corridors`.
     min_area
-        Smallest zone kept, in CRS units² (m²).
+        Smallest zone kept, in m².
     id_col
         Name of the id column.
 
     Returns
     -------
     geopandas.GeoDataFrame
-        ``id_col`` (1..n) and ``area``; ids are stable: zones are numbered north to south,
-        then west to east, by a point on their surface, so they do not depend on the order of
-        the roads.
+        ``id_col`` (1..n) and ``area`` (m²), in the roads' CRS; ids are stable: zones are
+        numbered north to south, then west to east, by a point on their surface, so they do
+        not depend on the order of the roads.
 
     Examples
     --------
@@ -124,6 +190,18 @@ def taz_from_roads(
     _check_lines(roads)
     if min_area < 0:
         raise ConfigError(f"min_area must be non-negative, not {min_area}.")
+    local = metric_crs(roads)
+    if local is not None:
+        # widths and min_area are metres: build the zones in the local UTM zone and hand
+        # them back in the roads' CRS (the ``area`` column stays in m²)
+        if boundary is not None:
+            b = shapely.box(*boundary) if isinstance(boundary, tuple) else boundary
+            boundary = _in_local(gpd.GeoSeries([b], crs=roads.crs), local)[0]
+        lroads = roads.set_geometry(_in_local(roads, local), crs=local)
+        taz = taz_from_roads(lroads, boundary=boundary, width_col=width_col,
+                             default_width=default_width, min_area=min_area,
+                             cap_style=cap_style, id_col=id_col)
+        return taz.to_crs(roads.crs)
     lines = list(shapely.get_parts(roads.geometry.values))
     if isinstance(boundary, tuple):
         boundary = shapely.box(*boundary)
@@ -209,13 +287,20 @@ def assign_zones(
     Returns
     -------
     geopandas.GeoDataFrame
-        A copy of ``buildings`` with the two new columns.
+        A copy of ``buildings`` with the two new columns (its geometries as given).
+
+    Warns
+    -----
+    GeometryRepairWarning
+        When invalid footprints or zones were repaired (``shapely.make_valid``, the rule of
+        :func:`~eocube.zonal.zonal_stats`); the message names them by index or zone id.
     """
     if buildings.crs is None:
         raise ZoneError("The buildings have no CRS; set it with buildings.set_crs(...).")
     name = name or id_col
     z = prepare_zones(zones, crs=buildings.crs, id_col=id_col)
-    fp = np.asarray(buildings.geometry.values, dtype=object)
+    # the same repair rule as the zones (and as zonal_stats): make_valid, warn naming them
+    fp = repair_polygons(buildings.geometry.values, buildings.index, what="building footprint")
     bi, zi = z.sindex.query(fp, predicate="intersects")
     zgeom = np.asarray(z.values, dtype=object)
     inter = shapely.area(shapely.intersection(fp[bi], zgeom[zi])) if bi.size else np.zeros(0)

@@ -9,6 +9,7 @@ import shapely
 
 from eocube.errors import ZoneError
 from eocube.zonal import GeometryRepairWarning, admin_zones, assign_zones, taz_from_roads
+from eocube.zonal.zones import metric_crs, road_corridors
 
 CRS = "EPSG:32650"
 
@@ -77,3 +78,59 @@ def test_admin_zones_are_repaired_with_a_named_warning():
     with pytest.warns(GeometryRepairWarning, match="7"):
         out = admin_zones(gdf, id_col="community_id")
     assert out.geometry.iloc[0].is_valid and out.geometry.iloc[0].area == pytest.approx(50)
+
+
+def test_self_intersecting_footprint_is_repaired_like_a_zone_with_a_named_warning():
+    # the same bow-tie that zonal_stats repairs as a zone (issue 16.7): one rule for both
+    bow = shapely.Polygon([(90, 10), (110, 30), (110, 10), (90, 30)])
+    zones = gpd.GeoDataFrame({"taz_id": [10, 20]},
+                             geometry=[shapely.box(0, 0, 100, 100), shapely.box(100, 0, 200, 100)],
+                             crs=CRS)
+    b = gpd.GeoDataFrame({"building_id": [1, 2]}, geometry=[shapely.box(10, 10, 20, 20), bow],
+                         index=["a", "bowtie-7"], crs=CRS)
+    with pytest.warns(GeometryRepairWarning,
+                      match=r"Repaired 1 invalid building footprint with shapely\.make_valid: "
+                            r"'bowtie-7'"):
+        out = assign_zones(b, zones, id_col="taz_id")
+    # the repaired bow-tie is two triangles of 100 m² each, one on either side
+    assert out["taz_id"].tolist() == [10, 10]  # a tie: the representative point, then the id
+    np.testing.assert_allclose(out["taz_id_share"], [1.0, 0.5])
+    assert out.geometry.iloc[1].equals(bow)  # the output keeps the footprint as given
+    # zonal_stats warns the same way for the same polygon as a zone
+    from odc.geo.geobox import GeoBox
+    from odc.geo.xr import xr_zeros
+
+    from eocube.zonal import zonal_stats
+
+    gb = GeoBox.from_bbox((0, 0, 200, 100), CRS, resolution=10)
+    with pytest.warns(GeometryRepairWarning, match=r"1 invalid zone geometry.*'bowtie-7'"):
+        zonal_stats(xr_zeros(gb, dtype="float64"), b, stats=["count"])
+
+
+@pytest.mark.parametrize("crs", ["EPSG:2263", "EPSG:3857"], ids=["us-feet", "web-mercator"])
+def test_taz_in_a_crs_not_in_metres_equals_the_metric_taz(crs):
+    # a 1 km block of Manhattan in its UTM zone; then the same roads in New York's state plane
+    # (US survey feet) and in Web Mercator (1.32 "metres" per metre at 41° N): widths and
+    # min_area are metres whatever the CRS (issue 16.8)
+    x0, y0, utm = 585_000.0, 4_511_000.0, "EPSG:32618"
+    lines = [[(x0 + 500, y0), (x0 + 500, y0 + 1000)], [(x0, y0 + 400), (x0 + 1000, y0 + 400)],
+             [(x0 + 800, y0 + 400), (x0 + 800, y0 + 1000)],
+             [(x0 + 500, y0 + 412), (x0 + 800, y0 + 412)]]  # leaves a 2 m sliver: min_area
+    roads = gpd.GeoDataFrame({"width": [20.0, 40.0, 10.0, 10.0]},
+                             geometry=[shapely.LineString(c) for c in lines], crs=utm)
+    box = shapely.box(x0, y0, x0 + 1000, y0 + 1000)
+    want = taz_from_roads(roads, boundary=box, min_area=5000.0)
+    assert len(want) == 5
+    other = roads.to_crs(crs)
+    got = taz_from_roads(other, boundary=gpd.GeoSeries([box], crs=utm).to_crs(crs).iloc[0],
+                         min_area=5000.0)
+    assert got.crs == other.crs
+    assert got["taz_id"].tolist() == want["taz_id"].tolist()
+    np.testing.assert_allclose(got["area"], want["area"], rtol=1e-6)
+    back = got.to_crs(utm)
+    for a, b in zip(back.geometry, want.geometry, strict=True):
+        assert a.symmetric_difference(b).area < 1e-3 * b.area
+    corr = gpd.GeoSeries([road_corridors(other)], crs=crs).to_crs(utm).iloc[0]
+    assert corr.symmetric_difference(road_corridors(roads)).area < 1e-6 * corr.area
+    # a CRS in true metres is used as it is
+    assert metric_crs(roads) is None and metric_crs(other) == roads.estimate_utm_crs()
