@@ -7,7 +7,11 @@ dask input gives a lazy 0-d dask array and nothing is computed until the caller 
 input gives a Python ``float``. Pixels or rows can be left out with ``mask`` (``True`` = use),
 and weighted with ``sample_weight``; estimates also leave out pairs where either value is NaN.
 Definitions follow scikit-learn where it has the metric (MAPE and SMAPE are fractions, not
-percent).
+percent), its undefined cases included: kappa is NaN where the chance agreement is 1, R² is
+1.0 for a constant truth predicted exactly and NaN for fewer than two pairs. Map metrics take
+class labels and refuse anything else (probabilities, NaN, labels outside the classes) where
+``mask`` is True, naming the argument; ``mask`` and ``sample_weight`` must have the inputs'
+shape.
 """
 
 from __future__ import annotations
@@ -38,21 +42,74 @@ def _out(x: Any) -> Any:
     return x if _is_dask(x) else float(x)
 
 
-def _flat(*arrays: Any) -> list[Any]:
-    out = [_data(a) for a in arrays if a is not None]
-    shapes = {tuple(a.shape) for a in out}
-    if len(shapes) > 1:
-        raise EstimateError(f"inputs have different shapes {sorted(shapes)}; they must match")
-    return [a.reshape(-1) for a in out]
+def _flat(**arrays: Any) -> list[Any]:
+    """The named arrays (``None`` skipped) flattened, after checking they share one shape."""
+    given = {k: _data(a) for k, a in arrays.items() if a is not None}
+    shapes = {k: tuple(a.shape) for k, a in given.items()}
+    if len(set(shapes.values())) > 1:
+        (first, s0), *rest = shapes.items()
+        bad = ", ".join(f"{k} {s}" for k, s in rest if s != s0)
+        raise EstimateError(
+            f"inputs have different shapes: {first} {s0}, {bad}; they must match (pass "
+            "sample_weight and mask with the shape of y_true)")
+    return [a.reshape(-1) for a in given.values()]
 
 
 def _weights(n_like: Any, sample_weight: Any, mask: Any) -> Any:
     w = np.ones_like(n_like, dtype="float64")
     if sample_weight is not None:
-        w = w * _flat(sample_weight)[0].astype("float64")
+        w = w * sample_weight.astype("float64")
     if mask is not None:
-        w = w * _flat(mask)[0].astype("float64")
+        w = w * mask.astype("float64")
     return w
+
+
+def _label_problem(a: np.ndarray, keep: np.ndarray | None, n_classes: int) -> str | None:
+    """Why ``a`` (where ``keep``) is not a map of class labels in ``[0, n_classes)``."""
+    if a.dtype == bool:
+        return None if n_classes >= 2 else f"holds booleans but n_classes={n_classes}"
+    v = a if keep is None else a[np.asarray(keep).astype(bool)]
+    if v.size == 0:
+        return None
+    if v.dtype.kind == "f":
+        if np.isnan(v).any():
+            return ("holds NaN; leave those pixels out with mask= (e.g. "
+                    "mask=~np.isnan(y_true))")
+        frac = v[v != np.round(v)]
+        if frac.size:
+            return (f"holds non-integer values (e.g. {frac[0]:.4g}); map metrics take class "
+                    "labels: threshold probabilities first (e.g. y_pred > 0.5)")
+    elif v.dtype.kind not in "iu":
+        return f"has dtype {v.dtype}; map metrics take integer or boolean class labels"
+    lo, hi = v.min(), v.max()
+    if lo < 0 or hi >= n_classes:
+        bad = lo if lo < 0 else hi
+        return (f"holds label {bad:g} outside [0, {n_classes}); pass n_classes= covering "
+                "every class, or leave nodata pixels out with mask=")
+    return None
+
+
+def _check_block(a: np.ndarray, keep: np.ndarray | None, *, name: str, n_classes: int
+                 ) -> np.ndarray:
+    why = _label_problem(a, keep, n_classes)
+    if why is not None:
+        raise EstimateError(f"{name} {why}.")
+    return a
+
+
+def _labels(a: Any, keep: Any, *, name: str, n_classes: int) -> Any:
+    """``a`` checked to hold class labels (where ``keep``): at once for numpy, inside the
+    graph (raising when computed) for dask."""
+    if _is_dask(a) or _is_dask(keep):
+        import functools
+
+        import dask.array as da
+
+        check = functools.partial(_check_block, name=name, n_classes=int(n_classes))
+        if keep is None:
+            return da.map_blocks(check, a, None, dtype=a.dtype)
+        return da.map_blocks(check, a, keep, dtype=a.dtype)
+    return _check_block(a, keep, name=name, n_classes=n_classes)
 
 
 # ---- maps --------------------------------------------------------------------------------
@@ -61,11 +118,29 @@ def confusion_matrix(y_true: Any, y_pred: Any, /, *, n_classes: int = 2,
                      sample_weight: Any = None, mask: Any = None) -> Any:
     """(n_classes, n_classes) confusion matrix, rows = truth, columns = prediction.
 
-    Labels must be integers in ``[0, n_classes)``; booleans count as 0/1.
+    Labels must be integers in ``[0, n_classes)`` (integer or integral float dtype); booleans
+    count as 0/1. Where ``mask`` is False anything goes (NaN, a nodata label).
+
+    Raises
+    ------
+    EstimateError
+        If ``y_true`` or ``y_pred`` holds NaN, a non-integer value (a probability: threshold
+        it first) or a label outside ``[0, n_classes)`` where ``mask`` is True, or if
+        ``sample_weight`` / ``mask`` do not have the shape of ``y_true``. With dask inputs
+        the labels are checked when the result is computed.
     """
-    t, p = _flat(y_true, y_pred)
+    if int(n_classes) < 1:
+        raise EstimateError(f"n_classes={n_classes} must be at least 1.")
+    t, p, *rest = _flat(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight, mask=mask)
+    sw = rest.pop(0) if sample_weight is not None else None
+    m = rest.pop(0) if mask is not None else None
+    t = _labels(t, m, name="y_true", n_classes=n_classes)
+    p = _labels(p, m, name="y_pred", n_classes=n_classes)
+    if m is not None:  # labels under the mask may be NaN or out of range: make them 0
+        keep = m.astype(bool)
+        t, p = np.where(keep, t, 0), np.where(keep, p, 0)
     t, p = t.astype("int64"), p.astype("int64")
-    w = _weights(t, sample_weight, mask)
+    w = _weights(t, sw, m)
     idx = t * n_classes + p
     cm = np.bincount(idx, weights=w, minlength=n_classes * n_classes)
     return cm.reshape(n_classes, n_classes)
@@ -107,18 +182,32 @@ def iou(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = N
 
 def cohen_kappa(y_true: Any, y_pred: Any, /, *, n_classes: int = 2, sample_weight: Any = None,
                 mask: Any = None) -> Any:
-    """Cohen's kappa: (p_o − p_e) / (1 − p_e) from the confusion matrix."""
+    """Cohen's kappa: (p_o − p_e) / (1 − p_e) from the confusion matrix.
+
+    Undefined, and NaN (as scikit-learn's ``cohen_kappa_score``), where the chance agreement
+    ``p_e`` is 1 — truth and prediction are both one and the same single class, so agreement
+    beyond chance cannot be measured — or where no pixel is counted.
+    """
     cm = confusion_matrix(y_true, y_pred, n_classes=n_classes, sample_weight=sample_weight,
                           mask=mask)
     n = cm.sum()
     po = _ratio(np.trace(cm), n)
     pe = _ratio((cm.sum(axis=0) * cm.sum(axis=1)).sum(), n * n)
-    return _out(_ratio(po - pe, 1.0 - pe))
+    return _out(_kappa(po, pe, n))
+
+
+def _kappa(po: Any, pe: Any, n: Any) -> Any:
+    # p_e = 1 (one class in both maps) or nothing counted: undefined
+    undefined = (n <= 0) | (pe >= 1.0)
+    return np.where(undefined, np.nan, (po - pe) / np.where(undefined, 1.0, 1.0 - pe))
 
 
 def map_metrics(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None
                 ) -> dict[str, Any]:
     """F1, precision, recall, IoU and kappa of a binary map from one confusion matrix.
+
+    The labels are checked as in :func:`confusion_matrix`; kappa is NaN where undefined
+    (:func:`cohen_kappa`).
 
     With dask inputs the values are lazy; ``dask.compute(*d.values())`` computes them in one
     pass.
@@ -130,18 +219,23 @@ def map_metrics(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask:
     pe = _ratio((tp + fp) * (tp + fn) + (fn + tn) * (fp + tn), n * n)
     return {"f1": _out(_ratio(2 * tp, 2 * tp + fp + fn)),
             "precision": _out(_ratio(tp, tp + fp)), "recall": _out(_ratio(tp, tp + fn)),
-            "iou": _out(_ratio(tp, tp + fp + fn)), "kappa": _out(_ratio(po - pe, 1.0 - pe))}
+            "iou": _out(_ratio(tp, tp + fp + fn)), "kappa": _out(_kappa(po, pe, n))}
 
 
 # ---- estimates ---------------------------------------------------------------------------
 
-def _pairs(y_true, y_pred, sample_weight, mask):
-    t, p = _flat(y_true, y_pred)
+def _pairs(y_true, y_pred, sample_weight, mask, *, count: bool = False):
+    t, p, *rest = _flat(y_true=y_true, y_pred=y_pred, sample_weight=sample_weight, mask=mask)
+    sw = rest.pop(0) if sample_weight is not None else None
+    m = rest.pop(0) if mask is not None else None
     t, p = t.astype("float64"), p.astype("float64")
-    w = _weights(t, sample_weight, mask)
+    w = _weights(t, sw, m)
     ok = ~(np.isnan(t) | np.isnan(p))
+    if m is not None:
+        ok = ok & m.astype(bool)
     w = np.where(ok, w, 0.0)
-    return np.where(ok, t, 0.0), np.where(ok, p, 0.0), w
+    out = (np.where(ok, t, 0.0), np.where(ok, p, 0.0), w)
+    return (*out, ok.sum()) if count else out
 
 
 def _wmean(x, w):
@@ -180,12 +274,20 @@ def smape(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any =
 
 
 def r2(y_true: Any, y_pred: Any, /, *, sample_weight: Any = None, mask: Any = None) -> Any:
-    """Coefficient of determination 1 − SS_res / SS_tot (weighted as scikit-learn does)."""
-    t, p, w = _pairs(y_true, y_pred, sample_weight, mask)
-    mean = _wmean(t, w)
+    """Coefficient of determination 1 − SS_res / SS_tot (weighted as scikit-learn does).
+
+    As scikit-learn's ``r2_score``: a constant truth gives 1.0 when predicted exactly and 0.0
+    otherwise (SS_tot = 0); fewer than two pairs (after the mask and NaN pairs are left out)
+    give NaN, an empty input included.
+    """
+    t, p, w, n = _pairs(y_true, y_pred, sample_weight, mask, count=True)
+    wsum = w.sum()
+    mean = (w * t).sum() / np.where(wsum > 0, wsum, 1.0)
     ss_res = (w * (t - p) ** 2).sum()
     ss_tot = (w * (t - mean) ** 2).sum()
-    return _out(np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0), 0.0))
+    r = np.where(ss_tot > 0, 1.0 - ss_res / np.where(ss_tot > 0, ss_tot, 1.0),
+                 np.where(ss_res > 0, 0.0, 1.0))
+    return _out(np.where(n < 2, np.nan, r))
 
 
 def total_relative_error(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
@@ -201,8 +303,8 @@ def spearman(y_true: Any, y_pred: Any, /, *, mask: Any = None) -> Any:
     Ranks need every value at once: with dask inputs the result is a lazy 0-d array whose task
     gathers the (flattened) inputs.
     """
-    t, p = _flat(y_true, y_pred)
-    m = _flat(mask)[0] if mask is not None else None
+    t, p, *rest = _flat(y_true=y_true, y_pred=y_pred, mask=mask)
+    m = rest[0] if rest else None
     if _is_dask(t) or _is_dask(p) or _is_dask(m):
         import dask
         import dask.array as da

@@ -159,3 +159,91 @@ def test_f1_iou_kappa_property(pairs):
     k_ref = skm.cohen_kappa_score(t, p) if len(set(t) | set(p)) > 1 else np.nan
     if np.isfinite(k_ref):
         assert m.cohen_kappa(t, p) == pytest.approx(k_ref, abs=1e-9)
+    else:  # one class in both maps: p_e = 1, undefined (scikit-learn's NaN)
+        assert np.isnan(m.cohen_kappa(t, p))
+
+
+# ---- validation and undefined cases (issue 16.10) -------------------------------------------
+
+def test_map_metrics_refuse_probabilities_nan_and_labels_out_of_range_naming_the_argument():
+    from eocube.errors import EstimateError
+
+    t, p, _ = _maps(8)
+    prob = np.where(p == 1, 0.8, 0.3)  # probabilities: once cast to int silently, F1 0.0
+    with pytest.raises(EstimateError, match=r"y_pred holds non-integer values \(e\.g\. 0\.3\).*"
+                                            r"threshold probabilities first"):
+        m.f1(t, prob)
+    with pytest.raises(EstimateError, match=r"y_true holds NaN.*mask="):
+        m.map_metrics(np.where(np.arange(t.size) == 3, np.nan, t), p)
+    with pytest.raises(EstimateError, match=r"y_true holds label 255 outside \[0, 2\)"):
+        m.iou(np.where(np.arange(t.size) == 3, 255, t).astype("uint8"), p)
+    with pytest.raises(EstimateError, match=r"y_pred holds label 4 outside \[0, 4\)"):
+        m.cohen_kappa(t, p * 4, n_classes=4)
+    with pytest.raises(EstimateError, match=r"y_pred holds label -1"):
+        m.confusion_matrix(t, p.astype(int) - 1)
+    # thresholded probabilities, integral floats and nodata under the mask are fine
+    assert m.f1(t, prob > 0.5) == pytest.approx(skm.f1_score(t, p))
+    assert m.f1(t.astype(float), p.astype(float)) == pytest.approx(skm.f1_score(t, p))
+    tn = np.where(np.arange(t.size) < 10, np.nan, t)
+    tn255 = np.where(np.arange(t.size) < 10, 255, t)
+    keep = np.arange(t.size) >= 10
+    for truth in (tn, tn255):
+        assert m.f1(truth, p, mask=keep) == pytest.approx(skm.f1_score(t[keep], p[keep]))
+
+
+def test_dask_map_labels_are_checked_when_computed():
+    from eocube.errors import EstimateError
+
+    t, p, _ = _maps(9)
+    lazy = m.f1(da.from_array(t, chunks=100), da.from_array(np.where(p == 1, 0.9, 0.1),
+                                                            chunks=100))
+    with pytest.raises(EstimateError, match="y_pred holds non-integer values"):
+        lazy.compute()
+
+
+def test_r2_constant_truth_and_empty_input_follow_sklearn():
+    import warnings
+
+    const = np.full(5, 3.0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert m.r2(const, const) == skm.r2_score(const, const) == 1.0
+        off = const + np.r_[0, 0, 1, 0, 0]
+        assert m.r2(const, off) == skm.r2_score(const, off) == 0.0
+        assert np.isnan(m.r2(np.array([2.0]), np.array([2.0])))
+        assert np.isnan(skm.r2_score([2.0], [2.0]))
+    assert np.isnan(m.r2(np.zeros(0), np.zeros(0)))  # the docstring's promise
+    t, p, _ = _values(1, 50)
+    assert np.isnan(m.r2(t, p, mask=np.arange(50) == 7))  # one pair left: undefined
+    assert np.isnan(m.r2(np.full(4, np.nan), p[:4]))
+    lazy = m.r2(da.from_array(const, chunks=2), da.from_array(const, chunks=2))
+    assert float(lazy.compute()) == 1.0
+
+
+def test_kappa_is_nan_where_chance_agreement_is_one():
+    import warnings
+
+    ones = np.ones(20, "uint8")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ref = skm.cohen_kappa_score(ones, ones)
+    assert np.isnan(ref)
+    assert np.isnan(m.cohen_kappa(ones, ones)) and np.isnan(m.map_metrics(ones, ones)["kappa"])
+    assert np.isnan(m.cohen_kappa(ones, ones, mask=np.zeros(20, bool)))  # nothing counted
+    # one class in the truth but not in the prediction: p_e < 1, kappa defined (0 here)
+    p = ones.copy()
+    p[:5] = 0
+    assert m.cohen_kappa(ones, p) == pytest.approx(skm.cohen_kappa_score(ones, p))
+
+
+def test_mask_or_weights_of_the_wrong_shape_are_named():
+    from eocube.errors import EstimateError
+
+    t, p, w = _maps(10, 400)
+    t2, p2 = t.reshape(20, 20), p.reshape(20, 20)
+    with pytest.raises(EstimateError, match=r"y_true \(20, 20\), mask \(20, 19\)"):
+        m.map_metrics(t2, p2, mask=np.ones((20, 19), bool))
+    with pytest.raises(EstimateError, match=r"y_true \(400,\), sample_weight \(399,\)"):
+        m.mae(t.astype(float), p.astype(float), sample_weight=w[:-1])
+    with pytest.raises(EstimateError, match=r"mask \(3,\)"):
+        m.spearman(t.astype(float), p.astype(float), mask=np.ones(3, bool))
