@@ -177,7 +177,9 @@ class Coverage:
         )
 
 
-def _normalise_chunks(chunks: Any, shape: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
+def normalise_chunks(chunks: Any, shape: tuple[int, int]) -> tuple[tuple[int, ...], ...]:
+    """Spatial chunks ``(y_chunks, x_chunks)`` of a ``(rows, cols)`` grid from any dask
+    chunk spec (``None``: one chunk)."""
     from dask.array.core import normalize_chunks
 
     if chunks is None:
@@ -211,7 +213,7 @@ def _ragged(pixel_geoms: np.ndarray) -> _Ragged:
 
 def _coverage_block(geoms: _Ragged, zone_idx: np.ndarray, r0: int, c0: int, nr: int, nc: int,
                     exact: bool) -> CoverageBlock:
-    from eocube.zonal._kernels import chunk_coverage
+    from eocube.zonal.kernels import chunk_coverage
 
     z, pix, w = chunk_coverage(geoms.coords, geoms.ring_off, geoms.poly_off, geoms.geom_off,
                                geoms.bounds, zone_idx, r0, c0, nr, nc, exact)
@@ -292,7 +294,7 @@ def zonal_coverage(
 
     series = prepare_zones(zones, crs=geobox.crs, id_col=id_col)
     shape = geobox.shape.yx
-    ychunks, xchunks = _normalise_chunks(chunks, shape)
+    ychunks, xchunks = normalise_chunks(chunks, shape)
     pixel_geoms = to_pixel_space(np.asarray(series.values, dtype=object), geobox.affine)
     geoms = _ragged(pixel_geoms)
 

@@ -24,7 +24,7 @@ _KERNELS = ("quartic", "gaussian", "uniform")
 
 def _chunk(points: np.ndarray, r0: int, c0: int, nr: int, nc: int, x0: float, dx: float,
            y0: float, dy: float, h: float, kind: int) -> np.ndarray:
-    from eocube.zonal._kernels import GAUSS_CUT, kde_block
+    from eocube.zonal.kernels import GAUSS_CUT, kde_block
 
     reach = h * (GAUSS_CUT if kind == 1 else 1.0)
     bx0 = x0 + c0 * dx
@@ -81,7 +81,7 @@ def kernel_density(
     from odc.geo.xr import wrap_xr
 
     from eocube._deps import require
-    from eocube.zonal.coverage import _normalise_chunks
+    from eocube.zonal.coverage import normalise_chunks
 
     require("numba", purpose="kernel_density")
     if kernel not in _KERNELS:
@@ -107,7 +107,7 @@ def kernel_density(
     data = np.ascontiguousarray(np.column_stack((xy, w[idx] if len(parts) else np.zeros(0))))
 
     shape = geobox.shape.yx
-    ychunks, xchunks = _normalise_chunks(chunks, shape)
+    ychunks, xchunks = normalise_chunks(chunks, shape)
     kind = _KERNELS.index(kernel)
     name = "kernel-density-" + tokenize(data, geobox, ychunks, xchunks, bandwidth, kind)
     pkey = name + "-points"

@@ -46,7 +46,7 @@ STATS = ("sum", "mean", "count", "min", "max", "std", "variance", "median", "maj
          "weighted_variance")
 _ALIASES = {"stdev": "std", "var": "variance", "mode": "majority",
             "weighted_stdev": "weighted_std", "weighted_var": "weighted_variance"}
-# fields of the moment partial (see _kernels.block_moments)
+# fields of the moment partial (see kernels.block_moments)
 _N, _SUM, _MEAN, _M2, _MIN, _MAX, _WN, _WSUM, _WMEAN, _WM2 = range(10)
 
 
@@ -90,7 +90,7 @@ def _hist_reduce(lead: np.ndarray, zone: np.ndarray, val: np.ndarray, cov: np.nd
 
 def _partial(values: np.ndarray, block: CoverageBlock, weights: np.ndarray | None,
              opts: _Opts) -> dict[str, Any]:
-    from eocube.zonal._kernels import block_moments
+    from eocube.zonal.kernels import block_moments
 
     nl = math.prod(values.shape[:-2])
     if block.zones.size == 0:
@@ -155,7 +155,7 @@ def _chan(m, out, starts, inv, n, mean, m2) -> None:
 
 def _finalize(part: dict[str, Any], outside: np.ndarray, lead_shape: tuple[int, ...],
               stats: tuple[str, ...]) -> np.ndarray:
-    from eocube.zonal._kernels import group_quantile_mode
+    from eocube.zonal.kernels import group_quantile_mode
 
     nz = outside.size
     nl = math.prod(lead_shape)

@@ -1,4 +1,5 @@
-"""Numba inner loops of the zonal stage: pixel coverage of polygons and per-chunk reductions.
+"""Numba inner loops of the zonal stage (internal to eocube.zonal): pixel coverage of polygons
+and per-chunk reductions.
 
 Everything here works in *pixel space* of one raster chunk: x is the column, y the row, a cell
 ``(r, c)`` is the unit square ``[c, c + 1] × [r, r + 1]``. The Python layer (``coverage.py``,
