@@ -318,15 +318,31 @@ SYNTH_VHR = SensorProfile(
     description="High-resolution true-colour RGB of the synthetic city (uint8)",
 )
 
+SYNTH_MOBILE = SensorProfile(
+    name="eocube-synth-mobile",
+    collections={"local": "eocube-synth-mobile"},
+    bands=tuple(
+        # users per 100 m cell: a density like radiance, so nearest on a finer grid keeps each
+        # cell's value per cell area (align averages onto coarser grids)
+        BandSpec(kind, aliases=(f"{kind}-night", f"{kind}_night"), resolution=100,
+                 dtype="float32", nodata=math.nan, role="radiance", resampling="nearest",
+                 unit="users")
+        for kind in ("weekday", "weekend")),
+    description="Night-time mobile-signal users per 100 m cell, weekday and weekend nights, "
+                "as an operator publishes them (synthetic)",
+)
+
 PROFILES: dict[str, SensorProfile] = {p.name: p for p in (
     SENTINEL2_L2A, SENTINEL1_RTC, VIIRS_NTL_MONTHLY, BLACK_MARBLE_VNP46A3, BLACK_MARBLE_VNP46A2,
-    SYNTH_VHR)}
+    SYNTH_VHR, SYNTH_MOBILE)}
 _SHORT = {"s2": "sentinel-2-l2a", "s1": "sentinel-1-rtc", "ntl": "viirs-ntl-monthly",
-          "vhr": "eocube-synth-vhr", "blackmarble": "vnp46a3"}
+          "vhr": "eocube-synth-vhr", "blackmarble": "vnp46a3",
+          "mobile": "eocube-synth-mobile"}
 
 
 def get_profile(name: str | SensorProfile, /) -> SensorProfile:
-    """The profile called ``name`` (or a short name: s2, s1, ntl, vhr, blackmarble).
+    """The profile called ``name`` (or a short name: s2, s1, ntl, vhr, blackmarble,
+    mobile).
 
     Raises
     ------
