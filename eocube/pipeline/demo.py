@@ -12,27 +12,39 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from eocube.catalog import LocalStacApi, open_archive
+from eocube.catalog.vectors import open_layer
 from eocube.errors import ArchiveError, EmptySearchError
 from eocube.synth import build_city, resolve_spec
 
 
-def _archive_for(out: Path, preset: str, seed: int, workers: int, log) -> Path:
-    """Reuse a complete archive of the same preset and seed; otherwise build it."""
+def _archive_for(out: Path, preset: str, seed: int, workers: int, log, *,
+                 overwrite: bool = False) -> Path:
+    """Reuse a complete archive of the same preset and seed; build one where there is none.
+
+    Anything else at ``out/archive`` is refused unless ``overwrite``, and even then
+    ``build_city`` replaces only an archive eocube built that holds no file of the user's.
+    """
     path = out / "archive"
-    try:
-        man = open_archive(path).manifest
-        if man.get("preset") == preset and man.get("seed") == seed:
+    if path.exists():
+        try:
+            man: dict[str, Any] | None = open_archive(path).manifest
+        except ArchiveError:
+            man = None
+        if man and man.get("preset") == preset and man.get("seed") == seed:
             log(f"reusing the complete archive at {path}")
             return path
-        log(f"archive at {path} is preset {man.get('preset')!r} seed {man.get('seed')}: "
-            "rebuilding")
-    except ArchiveError:
-        pass
+        if not overwrite:
+            held = (f"the archive of preset {man.get('preset')!r} seed {man.get('seed')}"
+                    if man else "something that is not a complete eocube archive")
+            raise ArchiveError(
+                f"{path} holds {held}, not the {preset!r} city of seed {seed}; eocube run "
+                "does not replace it: pass overwrite=True (`eocube run --overwrite`) to "
+                "rebuild it, or choose another --out")
+        log(f"replacing the archive at {path} (overwrite)")
     t = time.perf_counter()
-    build_city(path, preset=preset, seed=seed, overwrite=True, workers=workers)
+    build_city(path, preset=preset, seed=seed, overwrite=overwrite, workers=workers)
     log(f"built the {preset!r} city in {time.perf_counter() - t:.1f} s at {path}")
     return path
 
@@ -48,11 +60,19 @@ def _stretch(a: np.ndarray, lo: float, hi: float) -> np.ndarray:
 
 
 def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: int = 0,
-             workers: int = 2, verbose: bool = True) -> dict[str, Any]:
+             workers: int = 2, verbose: bool = True, overwrite: bool = False
+             ) -> dict[str, Any]:
     """Run the main job on the embedded synthetic city and return its summary.
 
     Writes ``out/archive`` (the city; reused when complete), ``out/quicklook_s2.png``,
     ``out/quicklook_s1.png``, ``out/quicklook_ntl.png`` and ``out/summary.json``.
+
+    Raises
+    ------
+    ArchiveError
+        If ``out/archive`` holds anything but a complete archive of ``preset`` and ``seed``
+        and ``overwrite`` is false; with ``overwrite``, if it is not an archive eocube built
+        or holds files eocube did not write (nothing is deleted).
     """
     from distributed import Client, LocalCluster
 
@@ -69,7 +89,7 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     t0 = time.perf_counter()
-    archive = _archive_for(out, preset, seed, workers, log)
+    archive = _archive_for(out, preset, seed, workers, log, overwrite=overwrite)
     summary: dict[str, Any] = {"preset": preset, "seed": seed, "archive": str(archive)}
     year = spec.end.year
     with LocalStacApi(archive) as api, LocalCluster(
@@ -120,15 +140,11 @@ def run_demo(out: str | Path = "runs/demo", /, *, preset: str = "demo", seed: in
     _png(out / "quicklook_s1.png", _stretch(vv_db.values, -25, 0))
     _png(out / "quicklook_ntl.png", _stretch(ntl_mean.values, 0, float(
         np.nanpercentile(ntl_mean.values, 99))))
-    w = open_archive(archive)
-    import geopandas as gpd
-
-    census = gpd.read_parquet(w.vector_path("census"))
-    buildings = pd.read_parquet(w.vector_path("buildings"), columns=["building_id",
-                                                                      "built_in_series"])
+    # what the city publishes (open-map layers, census), never its truth
+    census = open_layer(archive, "census")
+    buildings = open_layer(archive, "buildings", columns=["osm_id"])
     summary["city"] = {
-        "size_km": spec.size_m / 1000, "buildings": len(buildings),
-        "buildings_built_in_series": int(buildings["built_in_series"].sum()),
+        "size_km": spec.size_m / 1000, "mapped_buildings": len(buildings),
         "population_end": int(census["pop_end"].sum()),
         "communities": len(census),
     }

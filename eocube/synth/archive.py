@@ -1,6 +1,12 @@
 """Write a synthetic city as a static STAC archive: COGs, Collections, Items, stac-geoparquet,
 vector layers as GeoParquet, and a manifest that marks the archive complete.
 
+Observable and truth are apart: the top-level catalog (what the STAC API serves) holds the
+sensors' collections, ``vectors/`` the open-map layers and the census; everything only the
+simulator knows goes under ``truth/`` (its own static catalog of truth rasters and the truth
+vector tables), read by evaluation code and tests alone. Deleting ``truth/`` leaves a valid,
+servable archive.
+
 The archive is built in a hidden sibling folder and moved into place only when the manifest
 is written, so a crash never leaves something at ``out`` that looks complete. Asset hrefs are
 relative, which keeps two builds of one seed byte-identical wherever they are written;
@@ -26,6 +32,7 @@ from odc.geo.geobox import GeoBox
 
 from eocube.errors import ArchiveError
 from eocube.synth import stac
+from eocube.synth.openmap import OPEN_LAYERS, open_map_layers
 from eocube.synth.sensors import (
     S1_NODATA,
     S2_20M,
@@ -41,17 +48,25 @@ from eocube.synth.spec import CitySpec, resolve_spec
 from eocube.synth.world import World, make_world, series_dates
 
 MANIFEST = "manifest.json"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+#: Folder of everything only the simulator knows; an archive without it stays valid.
+TRUTH = "truth"
+#: Truth vector tables under ``truth/`` (the ``World``'s layers).
+TRUTH_VECTORS = ("buildings", "taz", "communities", "roads", "pois")
 
+#: The observable collections, served by the STAC API.
 COLLECTIONS = {
     "sentinel-2-l2a": "Sentinel-2 Level-2A surface reflectance (synthetic)",
     "sentinel-1-rtc": "Sentinel-1 radiometrically terrain corrected backscatter (synthetic)",
     "viirs-ntl-monthly": "VIIRS monthly night-time lights, 15 arc-second (synthetic)",
     "eocube-synth-vhr": "High-resolution true-colour image for building extraction (synthetic)",
-    "eocube-synth-truth": "Truth rasters: built-up per year, change date, building id",
     "eocube-synth-mobile": "Night-time mobile-signal users per 100 m cell, weekday and weekend",
     "blackmarble-vnp46a3": "NASA Black Marble VNP46A3 monthly night lights, HDF5 tiles of "
                            "10 degrees (synthetic)",
+}
+#: The truth collections, in ``truth/``'s own catalog (never served).
+TRUTH_COLLECTIONS = {
+    "eocube-synth-truth": "Truth rasters: built-up per year, change date, building id",
 }
 
 # module-level state for forked workers: the parent sets it before the pool starts
@@ -73,7 +88,9 @@ def build_city(out: str | os.PathLike[str], /, *, preset: str | CitySpec = "tiny
     seed
         City seed; the same seed and preset give a byte-identical archive.
     overwrite
-        Replace an existing archive at ``out`` (only once the new one is complete).
+        Replace an existing archive at ``out`` (only once the new one is complete). Only an
+        archive eocube built is replaced, and only while it holds no file eocube did not
+        write; anything else at ``out`` is refused, never deleted.
     workers
         Processes used to simulate and write acquisitions (results do not depend on it).
     **overrides
@@ -83,6 +100,12 @@ def build_city(out: str | os.PathLike[str], /, *, preset: str | CitySpec = "tiny
     -------
     Path
         ``out``, now holding a complete archive with ``manifest.json``.
+
+    Raises
+    ------
+    ArchiveError
+        If ``out`` exists and ``overwrite`` is false, or if ``out`` is not an archive eocube
+        built or holds files eocube did not write.
 
     Examples
     --------
@@ -96,6 +119,8 @@ def build_city(out: str | os.PathLike[str], /, *, preset: str | CitySpec = "tiny
     if out.exists() and not overwrite:
         raise ArchiveError(f"{out} already exists; pass overwrite=True (--overwrite) to replace "
                            "it or choose another path")
+    if out.exists():
+        check_replaceable(out)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.parent / f".{out.name}.partial-{os.getpid()}"
     if tmp.exists():
@@ -111,6 +136,36 @@ def build_city(out: str | os.PathLike[str], /, *, preset: str | CitySpec = "tiny
     return out
 
 
+def check_replaceable(path: str | os.PathLike[str], /) -> None:
+    """Refuse to replace ``path`` unless it is an archive eocube built holding only its files.
+
+    Raises
+    ------
+    ArchiveError
+        If ``path`` has no ``manifest.json`` written by ``eocube.synth``, or holds a file (or
+        link) its manifest does not list; the message names them.
+    """
+    root = Path(path)
+    try:
+        man = json.loads((root / MANIFEST).read_text())
+    except (OSError, ValueError):
+        man = None
+    if not isinstance(man, dict) or man.get("generator") != "eocube.synth":
+        raise ArchiveError(
+            f"{root} is not an archive eocube built (it has no {MANIFEST} written by "
+            "eocube.synth), so eocube will not delete it even with overwrite=True "
+            "(--overwrite): move it away or choose another path")
+    listed = {*man.get("files", {}), MANIFEST}
+    foreign = sorted(rel for p in root.rglob("*") if p.is_file() or p.is_symlink()
+                     if (rel := p.relative_to(root).as_posix()) not in listed)
+    if foreign:
+        shown = ", ".join(repr(f) for f in foreign[:5]) + (" …" if len(foreign) > 5 else "")
+        raise ArchiveError(
+            f"{root} holds {len(foreign)} file(s) eocube did not write ({shown}), so eocube "
+            "will not delete it even with overwrite=True (--overwrite): move them out of the "
+            "archive or choose another path")
+
+
 def _swap_into_place(tmp: Path, out: Path) -> None:
     if out.exists():
         trash = out.parent / f".{out.name}.old-{os.getpid()}"
@@ -123,28 +178,38 @@ def _swap_into_place(tmp: Path, out: Path) -> None:
 
 def _write_archive(root: Path, world: World, *, workers: int) -> None:
     scene = Scene(world)
-    _write_vectors(root / "vectors", world)
+    _write_layers(root / "vectors", open_map_layers(world))
+    _write_layers(root / TRUTH, {n: getattr(world, n) for n in TRUTH_VECTORS})
     months = _ntl_series(scene)
     collections: dict[str, list[dict[str, Any]]] = {
         "sentinel-2-l2a": _sentinel2(root, scene, workers),
         "sentinel-1-rtc": _sentinel1(root, scene, workers),
         "viirs-ntl-monthly": _ntl(root, scene, months),
         "eocube-synth-vhr": _vhr(root, scene),
-        "eocube-synth-truth": _truth(root, scene),
         "eocube-synth-mobile": _mobile(root, scene),
         "blackmarble-vnp46a3": _blackmarble(root, scene, months),
     }
+    truth = {"eocube-synth-truth": _truth(root / TRUTH, scene)}
     for cid, items in collections.items():
-        _write_collection(root, world, cid, items)
-    cat = stac.catalog(list(collections), title=f"eocube synthetic city {world.spec.name!r}",
-                       description=f"Synthetic city (preset {world.spec.name}, seed {world.seed})"
-                                   " observed by simulated sensors.")
-    _dump_json(root / "catalog.json", cat)
+        _write_collection(root, world, cid, items, title=COLLECTIONS[cid])
+    for cid, items in truth.items():
+        _write_collection(root / TRUTH, world, cid, items, title=TRUTH_COLLECTIONS[cid])
+    name, seed = world.spec.name, world.seed
+    _dump_json(root / "catalog.json", stac.catalog(
+        list(collections), title=f"eocube synthetic city {name!r}",
+        description=f"Synthetic city (preset {name}, seed {seed}) observed by simulated "
+                    "sensors."))
+    truth_cat = stac.catalog(
+        list(truth), title=f"truth of the eocube synthetic city {name!r}",
+        description=f"What only the simulator of the synthetic city (preset {name}, seed "
+                    f"{seed}) knows; for evaluation and tests, never a pipeline input.")
+    _dump_json(root / TRUTH / "catalog.json", {**truth_cat, "id": "eocube-synthetic-city-truth"})
     all_items = [_rooted(it) for items in collections.values() for it in items]
     import rustac
 
     rustac.write_sync(str(root / "items.parquet"), all_items)
-    _write_manifest(root, world, {c: len(v) for c, v in collections.items()})
+    _write_manifest(root, world, {c: len(v) for c, v in collections.items()},
+                    truth={c: len(v) for c, v in truth.items()})
 
 
 def _rooted(item: dict[str, Any]) -> dict[str, Any]:
@@ -469,14 +534,14 @@ def _mobile(root: Path, scene: Scene) -> list[dict[str, Any]]:
 
 # ---- vectors, collections, manifest --------------------------------------------------------
 
-def _write_vectors(d: Path, world: World) -> None:
+def _write_layers(d: Path, layers: dict[str, Any]) -> None:
     d.mkdir(parents=True, exist_ok=True)
-    for name in ("roads", "taz", "communities", "buildings", "pois", "census"):
-        gdf = getattr(world, name)
+    for name, gdf in layers.items():
         gdf.to_parquet(d / f"{name}.parquet", index=False, compression="zstd")
 
 
-def _write_collection(root: Path, world: World, cid: str, items: list[dict[str, Any]]) -> None:
+def _write_collection(root: Path, world: World, cid: str, items: list[dict[str, Any]], *,
+                      title: str) -> None:
     bb = np.array([it["bbox"] for it in items])
     bbox = [float(bb[:, 0].min()), float(bb[:, 1].min()), float(bb[:, 2].max()),
             float(bb[:, 3].max())]
@@ -499,7 +564,7 @@ def _write_collection(root: Path, world: World, cid: str, items: list[dict[str, 
         summaries["sar:polarizations"] = ["VV", "VH"]
         summaries["sat:orbit_state"] = ["ascending", "descending"]
     col = stac.collection(
-        cid, title=COLLECTIONS[cid], description=f"{COLLECTIONS[cid]} of the synthetic city "
+        cid, title=title, description=f"{title} of the synthetic city "
         f"{world.spec.name!r} (seed {world.seed}).", bbox=bbox, interval=(times[0], times[-1]),
         item_ids=[it["id"] for it in items], summaries=summaries, item_assets=item_assets,
         extensions=tuple(k for k, v in stac.EXT.items() if v in first["stac_extensions"]))
@@ -514,7 +579,8 @@ def _sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def _write_manifest(root: Path, world: World, counts: dict[str, int]) -> None:
+def _write_manifest(root: Path, world: World, counts: dict[str, int], *,
+                    truth: dict[str, int]) -> None:
     files = sorted(p for p in root.rglob("*") if p.is_file())
     spec = world.spec
     manifest = {
@@ -527,6 +593,10 @@ def _write_manifest(root: Path, world: World, counts: dict[str, int]) -> None:
         "crs": world.crs,
         "bounds": list(spec.bounds),
         "collections": counts,
+        "vectors": {n: f"vectors/{n}.parquet" for n in OPEN_LAYERS},
+        # optional: the archive stays valid and servable without it
+        "truth": {"path": f"{TRUTH}/", "collections": truth,
+                  "vectors": {n: f"{TRUTH}/{n}.parquet" for n in TRUTH_VECTORS}},
         "files": {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size,
                                                    "sha256": _sha256(p)} for p in files},
     }

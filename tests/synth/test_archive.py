@@ -58,10 +58,10 @@ def test_cogs_are_tiled_compressed_with_overviews(tiny_archive):
             assert ds.overviews(1), path
 
 
-def test_vectors_are_geoparquet_with_all_attributes(tiny_archive, tiny_world):
+def test_truth_vectors_are_geoparquet_with_all_attributes(tiny_archive, tiny_world):
     import geopandas as gpd
 
-    b = gpd.read_parquet(tiny_archive / "vectors" / "buildings.parquet")
+    b = gpd.read_parquet(tiny_archive / "truth" / "buildings.parquet")
     assert b.crs == tiny_world.buildings.crs
     for col in ("floors", "height", "function", "structure", "year_built", "occupants",
                 "stock_total_t", "taz_id", "community_id"):
@@ -69,7 +69,10 @@ def test_vectors_are_geoparquet_with_all_attributes(tiny_archive, tiny_world):
     census = gpd.read_parquet(tiny_archive / "vectors" / "census.parquet")
     assert census["pop_end"].sum() == b["occupants"].sum()
     for name in ("roads", "taz", "communities", "pois"):
+        assert len(gpd.read_parquet(tiny_archive / "truth" / f"{name}.parquet")) > 0
+    for name in ("osm_roads", "osm_pois", "osm_buildings", "osm_landuse"):
         assert len(gpd.read_parquet(tiny_archive / "vectors" / f"{name}.parquet")) > 0
+    assert not (tiny_archive / "vectors" / "buildings.parquet").exists()
 
 
 def test_stac_geoparquet_holds_every_item(tiny_archive):
@@ -162,3 +165,27 @@ def test_truth_rasters_are_consistent(tiny_world):
     changed = scene.change_date >= 0
     assert (b1[changed] == 1).all() and (b0[changed] == 0).all()
     assert ((b1 == 1) & (b0 == 0) == changed).all()
+
+
+def test_overwrite_never_deletes_what_eocube_did_not_write(tmp_path):
+    import shutil
+
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "thesis.txt").write_text("years of work")
+    with pytest.raises(ArchiveError, match=r"mine is not an archive eocube built \(it has no "
+                                           r"manifest\.json .* even with overwrite=True"):
+        build_city(mine, overwrite=True, **SMALL)
+    assert (mine / "thesis.txt").read_text() == "years of work"
+    city = build_city(tmp_path / "city", **SMALL)
+    (city / "truth" / "notes.txt").write_text("mine")
+    with pytest.raises(ArchiveError, match=r"holds 1 file\(s\) eocube did not write "
+                                           r"\('truth/notes\.txt'\)"):
+        build_city(city, overwrite=True, seed=1, **SMALL)
+    assert (city / "truth" / "notes.txt").read_text() == "mine"
+    assert json.loads((city / "manifest.json").read_text())["seed"] == 0
+    # without truth/ (fewer files than its manifest lists) it is still eocube's to replace
+    shutil.rmtree(city / "truth")
+    build_city(city, overwrite=True, seed=1, **SMALL)
+    assert json.loads((city / "manifest.json").read_text())["seed"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["city", "mine"]
