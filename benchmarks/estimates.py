@@ -115,10 +115,11 @@ def main() -> None:
 
     from odc.geo.xr import wrap_xr
 
+    from eocube.estimates.population import compare_population
     from eocube.io import to_geoparquet
-    from eocube.estimates.population import compare_population, taz_features
     from eocube.synth import resolve_spec
     from eocube.testing.estimates import city_inputs
+    from eocube.zonal import taz_features
 
     spec = resolve_spec("tiny", size_m=6400, block_m=300) if args.quick else resolve_spec("demo")
     t0 = time.perf_counter()

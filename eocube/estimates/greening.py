@@ -16,6 +16,7 @@ import numpy as np
 import pandas as pd
 
 from eocube.errors import EstimateError
+from eocube.estimates.mcda import RANDOM_INDEX, AHPResult, ahp_weights
 
 if TYPE_CHECKING:
     import geopandas as gpd
@@ -25,90 +26,12 @@ if TYPE_CHECKING:
 __all__ = ["DEFAULT_PAIRWISE", "RANDOM_INDEX", "AHPResult", "GreeningResult", "ahp_weights",
            "candidate_roofs", "greening_criteria", "greening_suitability"]
 
-#: Saaty's random consistency index by matrix order (n = 1, 2 are always consistent).
-RANDOM_INDEX = {1: 0.0, 2: 0.0, 3: 0.52, 4: 0.89, 5: 1.12, 6: 1.26, 7: 1.36, 8: 1.41,
-                9: 1.46, 10: 1.49}
-
 #: Default pairwise comparisons of (lst, population_density, building_density, road_density):
 #: heat first, then the people exposed, then the built and the traffic environment (CR ≈ 0.01).
 DEFAULT_PAIRWISE = pd.DataFrame(
     [[1, 2, 3, 4], [1 / 2, 1, 2, 3], [1 / 3, 1 / 2, 1, 2], [1 / 4, 1 / 3, 1 / 2, 1]],
     index=["lst", "population_density", "building_density", "road_density"],
     columns=["lst", "population_density", "building_density", "road_density"])
-
-
-@dataclasses.dataclass(frozen=True)
-class AHPResult:
-    """Principal-eigenvector weights and the consistency of a pairwise-comparison matrix."""
-
-    weights: pd.Series
-    lambda_max: float
-    ci: float
-    ri: float
-    cr: float
-
-
-def ahp_weights(pairwise: pd.DataFrame | np.ndarray, /, *, max_cr: float = 0.1,
-                names: Sequence[str] | None = None) -> AHPResult:
-    """AHP weights: the principal eigenvector of a reciprocal pairwise-comparison matrix.
-
-    ``λ_max`` is its eigenvalue, ``CI = (λ_max − n)/(n − 1)``, ``CR = CI/RI(n)`` with Saaty's
-    random index (:data:`RANDOM_INDEX`). A matrix with ``CR ≥ max_cr`` is refused.
-
-    Parameters
-    ----------
-    pairwise
-        n × n positive matrix with ``a_ji = 1/a_ij`` and a unit diagonal; a DataFrame's index
-        names the criteria.
-    max_cr
-        The consistency threshold (0.1 by Saaty).
-    names
-        Criteria names for an array input.
-
-    Returns
-    -------
-    AHPResult
-
-    Examples
-    --------
-    >>> r = ahp_weights(np.array([[1, 3, 5], [1 / 3, 1, 3], [1 / 5, 1 / 3, 1]]))
-    >>> [round(w, 3) for w in r.weights], round(r.lambda_max, 3)
-    ([0.637, 0.258, 0.105], 3.039)
-    """
-    if isinstance(pairwise, pd.DataFrame):
-        names = list(pairwise.index)
-    a = np.asarray(pairwise, dtype=np.float64)
-    n = a.shape[0]
-    if a.ndim != 2 or a.shape != (n, n) or n < 1:
-        raise EstimateError(f"the pairwise matrix must be square, got shape {a.shape}.")
-    if n > max(RANDOM_INDEX):
-        raise EstimateError(f"AHP with {n} criteria has no random index here (n ≤ "
-                            f"{max(RANDOM_INDEX)}); group the criteria.")
-    if not np.all(np.isfinite(a)) or np.any(a <= 0):
-        raise EstimateError("the pairwise matrix must hold positive finite judgements.")
-    if not np.allclose(a * a.T, 1.0, rtol=1e-3) or not np.allclose(np.diag(a), 1.0):
-        i, j = np.argwhere(~np.isclose(a * a.T, 1.0, rtol=1e-3))[0] if not np.allclose(
-            a * a.T, 1.0, rtol=1e-3) else (0, 0)
-        raise EstimateError(
-            f"the pairwise matrix is not reciprocal: a[{i},{j}]·a[{j},{i}] = "
-            f"{a[i, j] * a[j, i]:.4g}, must be 1 (and the diagonal 1). Fill the lower "
-            "triangle with 1/upper.")
-    vals, vecs = np.linalg.eig(a)
-    k = int(np.argmax(vals.real))
-    lam = float(vals[k].real)
-    w = np.abs(vecs[:, k].real)
-    w = w / w.sum()
-    ci = (lam - n) / (n - 1) if n > 2 else 0.0
-    ri = RANDOM_INDEX[n]
-    cr = ci / ri if ri > 0 else 0.0
-    if cr >= max_cr:
-        raise EstimateError(
-            f"the pairwise comparisons are inconsistent: CR = {cr:.3f} ≥ {max_cr} "
-            f"(λ_max = {lam:.3f}, CI = {ci:.3f}, RI = {ri}). Revise the judgements that "
-            "contradict each other.")
-    idx = list(names) if names is not None else list(range(n))
-    return AHPResult(weights=pd.Series(w, index=idx, name="weight"), lambda_max=lam, ci=ci,
-                     ri=ri, cr=cr)
 
 
 def candidate_roofs(buildings: gpd.GeoDataFrame, /, *, max_height: float = 45.0,
@@ -292,7 +215,7 @@ def greening_suitability(
     """
     from odc.geo.xr import wrap_xr
 
-    from eocube.estimates._split import jenks_breaks
+    from eocube.estimates.split import jenks_breaks
     from eocube.zonal import assign_zones, zonal_stats
 
     ahp = ahp_weights(pairwise)

@@ -23,8 +23,8 @@ import numpy as np
 from eocube.errors import EstimateError
 
 __all__ = ["cohen_kappa", "confusion_matrix", "f1", "iou", "mae", "map_metrics", "mape",
-           "precision", "r2", "recall", "rmse", "smape", "spearman", "total_relative_error",
-           "weighted_rmse"]
+           "precision", "r2", "recall", "regression_report", "rmse", "smape", "spearman",
+           "total_relative_error", "weighted_rmse"]
 
 _EPS = np.finfo(np.float64).eps
 
@@ -324,3 +324,19 @@ def _spearman_np(t: np.ndarray, p: np.ndarray, m: np.ndarray | None) -> float:
     rt, rp = rt - rt.mean(), rp - rp.mean()
     den = np.sqrt((rt * rt).sum() * (rp * rp).sum())
     return float((rt * rp).sum() / den) if den > 0 else float("nan")
+
+
+def regression_report(y_true: Any, y_pred: Any, /) -> dict[str, float]:
+    """The estimates' report of a regression: MAE, RMSE, MAPE (in %, over the non-zero truths:
+    a community with no residents has no percentage error), SMAPE (in %) and R². Eager.
+    """
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    nz = t != 0
+    return {
+        "MAE": float(mae(t, p)),
+        "RMSE": float(rmse(t, p)),
+        "MAPE": 100 * float(mape(t, p, mask=nz)) if nz.any() else float("nan"),
+        "SMAPE": 100 * float(smape(t, p)),
+        "R2": float(r2(t, p)),
+    }

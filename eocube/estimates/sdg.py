@@ -8,7 +8,7 @@ report: tables out, written with :func:`eocube.estimates.to_geoparquet`.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -21,19 +21,22 @@ if TYPE_CHECKING:
 
 __all__ = ["lcrpgr", "sdg_rates"]
 
+#: a pair of values at the two dates: a tuple, a list or an array of shape (2, …)
+ArrayLike = tuple[Any, Any] | list[Any] | np.ndarray
 
-def sdg_rates(urb_t1: np.ndarray | float, urb_t2: np.ndarray | float,
-              pop_t1: np.ndarray | float, pop_t2: np.ndarray | float, /, *, years: float,
+
+def sdg_rates(urban: ArrayLike, /, *, population: ArrayLike, years: float,
               on_invalid: Literal["raise", "nan"] = "raise",
               names: np.ndarray | None = None) -> pd.DataFrame:
     """LCR = ln(Urb₂/Urb₁)/y, PGR = ln(Pop₂/Pop₁)/y and LCRPGR = LCR/PGR.
 
     Parameters
     ----------
-    urb_t1, urb_t2
-        Built-up area at the two dates (any area unit), scalars or arrays.
-    pop_t1, pop_t2
-        Population at the two dates.
+    urban
+        Built-up area at the two dates (any area unit): ``(urb_t1, urb_t2)``, each a scalar
+        or an array over zones (an array of shape ``(2, …)``).
+    population
+        Population at the two dates, ``(pop_t1, pop_t2)``, shaped like ``urban``.
     years
         Years between the dates (> 0).
     on_invalid
@@ -50,14 +53,20 @@ def sdg_rates(urb_t1: np.ndarray | float, urb_t2: np.ndarray | float,
 
     Examples
     --------
-    >>> df = sdg_rates(100.0, 121.0, 1000.0, 1100.0, years=2)
+    >>> df = sdg_rates((100.0, 121.0), population=(1000.0, 1100.0), years=2)
     >>> round(float(df["LCRPGR"].iloc[0]), 3)
     2.0
     """
     if not years > 0:
         raise EstimateError(f"years={years} must be positive; the two dates must differ.")
+    pairs = {}
+    for what, v in (("urban", urban), ("population", population)):
+        if len(v) != 2:
+            raise EstimateError(f"{what} must hold the two dates, (t1, t2), got {len(v)} "
+                                "entries.")
+        pairs[what] = v
     u1, u2, p1, p2 = (np.atleast_1d(np.asarray(v, dtype=np.float64))
-                      for v in (urb_t1, urb_t2, pop_t1, pop_t2))
+                      for v in (*pairs["urban"], *pairs["population"]))
     u1, u2, p1, p2 = np.broadcast_arrays(u1, u2, p1, p2)
     zone = np.arange(u1.size) if names is None else np.asarray(names)
     note = np.full(u1.size, "", dtype=object)
@@ -156,7 +165,7 @@ def lcrpgr(
                                 "or population=(pop_t1, pop_t2).")
         p1, p2 = (population[pop_cols[0]], population[pop_cols[1]]) if isinstance(
             population, Mapping) else population
-        return sdg_rates(city_urb[0], city_urb[1], p1, p2, years=y, names=np.array(["city"]))
+        return sdg_rates(city_urb, population=(p1, p2), years=y, names=np.array(["city"]))
     if not isinstance(population, pd.DataFrame):
         raise EstimateError("with zones, population must be a table with "
                             f"{id_col!r} and {list(pop_cols)}.")
@@ -168,9 +177,10 @@ def lcrpgr(
     zurb = zs.transpose(dim, "zone").values * px_area
     zid = zs["zone"].values
     pop = population.set_index(id_col).reindex(zid)
-    city = sdg_rates(city_urb[0], city_urb[1], float(population[pop_cols[0]].sum()),
-                     float(population[pop_cols[1]].sum()), years=y, names=np.array(["city"]))
-    per_zone = sdg_rates(zurb[0], zurb[1], pop[pop_cols[0]].to_numpy(),
-                         pop[pop_cols[1]].to_numpy(), years=y, on_invalid=on_invalid,
-                         names=zid)
+    city = sdg_rates(city_urb, population=(float(population[pop_cols[0]].sum()),
+                                           float(population[pop_cols[1]].sum())),
+                     years=y, names=np.array(["city"]))
+    per_zone = sdg_rates(zurb, population=(pop[pop_cols[0]].to_numpy(),
+                                           pop[pop_cols[1]].to_numpy()),
+                         years=y, on_invalid=on_invalid, names=zid)
     return pd.concat([city, per_zone], ignore_index=True)

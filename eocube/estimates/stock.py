@@ -251,11 +251,15 @@ def ntl_stock_regression(cells: pd.DataFrame, /, *, train: np.ndarray, stock_col
 
 
 def stock_metrics(y_true: np.ndarray, y_pred: np.ndarray, /) -> dict[str, float]:
-    """Spearman ρ, weighted RMSE and total relative error of a stock estimate."""
-    from eocube.estimates import _metrics as m
+    """Spearman ρ, RMSE weighted by the true stock (large stocks count more) and total relative
+    error of a stock estimate. Eager."""
+    from eocube.estimates import metrics as mt
 
-    return {"spearman": m.spearman(y_true, y_pred), "wRMSE": m.weighted_rmse(y_true, y_pred),
-            "total_rel_error": m.total_relative_error(y_true, y_pred)}
+    t = np.asarray(y_true, dtype=np.float64)
+    p = np.asarray(y_pred, dtype=np.float64)
+    return {"spearman": float(mt.spearman(t, p)),
+            "wRMSE": float(mt.weighted_rmse(t, p, sample_weight=np.abs(t))),
+            "total_rel_error": float(mt.total_relative_error(t, p))}
 
 
 # ---- top-down with the shipped networks ------------------------------------------------------

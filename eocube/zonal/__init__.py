@@ -9,6 +9,8 @@ The stage between the cubes (and model outputs) and the estimates: polygons in, 
   coverage fraction) or centre-rule statistics of lazy cubes, chunk by chunk, with the
   coverage computed once per grid and reused for every time step and band.
 * :func:`kernel_density` — point density on a grid.
+* :func:`taz_features` — per-zone sums and within-zone variances of feature rasters (the TAZ
+  features of the population model).
 
 Submodules load numba, rasterio and dask only when a function needs them.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 from eocube.zonal.coverage import Coverage, CoverageBlock, zonal_coverage
 from eocube.zonal.density import kernel_density
+from eocube.zonal.features import taz_features
 from eocube.zonal.geometry import GeometryRepairWarning, prepare_zones, repair_polygons
 from eocube.zonal.stats import STATS, mask_nodata, nodata_value, zonal_stats, zonal_sums
 from eocube.zonal.vectorize import regularize_footprints, vectorize_mask
@@ -43,6 +46,7 @@ __all__ = [
     "regularize_footprints",
     "repair_polygons",
     "road_corridors",
+    "taz_features",
     "taz_from_roads",
     "vectorize_mask",
     "zonal_coverage",

@@ -10,9 +10,9 @@ CITY_SEED = 0
 @lru_cache(maxsize=1)
 def regression_city():
     """121 communities in 300 m TAZ blocks (~11k buildings): big enough for the DEFF split."""
-    from eocube.estimates.population import taz_features
     from eocube.synth import resolve_spec
     from eocube.testing.estimates import city_inputs
+    from eocube.zonal import taz_features
 
     ci = city_inputs(resolve_spec("tiny", size_m=6400, block_m=300), seed=CITY_SEED)
     feats = taz_features(ci.rasters, ci.world.taz).compute()

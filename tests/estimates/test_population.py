@@ -175,3 +175,63 @@ def test_taz_without_pois_falls_back_to_land_use(city):
     sel = out[out["taz_id"] == tid]
     assert len(sel) and (sel["function_source"] == "land_use").all()
     assert (sel["function"] == "residential").all()
+
+
+def test_compare_population_refuses_builtup_without_districts(city):
+    # builtup alone used to be ignored silently: no dasymetric row and no word about it
+    ci, feats = city
+    with pytest.raises(EstimateError, match=r"builtup=\.\.\.\) needs districts= too.*"
+                                            r"coarse_districts\(census"):
+        compare_population(ci.buildings, **_kw(ci, feats), builtup=ci.builtup, seed=0)
+
+
+def test_inputs_are_prepared_once_and_shared_by_the_variants(city):
+    import dataclasses
+
+    from eocube.estimates.population import (
+        VARIANTS,
+        DeffInputs,
+        deff_result,
+        fit_variant,
+        prepare_inputs,
+    )
+
+    ci, feats = city
+    p = prepare_inputs(ci.buildings, **_kw(ci, feats), seed=0)
+    assert isinstance(p, DeffInputs)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.names = ("ntl",)
+    r = deff_result(p, fit_variant(p, VARIANTS["DEFF"]), truth_col="occupants_truth")
+    ref = deff(ci.buildings, **_kw(ci, feats), truth_col="occupants_truth", seed=0)
+    assert r.coef == ref.coef
+    np.testing.assert_array_equal(r.buildings["population"], ref.buildings["population"])
+    one = fit_variant(p, VARIANTS["DEFF3 (C=1)"])
+    assert one.a != r.coef["a"]
+
+
+def test_old_public_import_paths_still_work():
+    from eocube.estimates import (  # noqa: F401
+        ahp_weights,
+        compare_population,
+        deff,
+        sdg_rates,
+        taz_features,
+        to_geoparquet,
+        topsis,
+    )
+    from eocube.estimates.greening import AHPResult  # noqa: F401
+    from eocube.estimates.greening import ahp_weights as ahp2
+    from eocube.estimates.population import (  # noqa: F401
+        DeffResult,
+        PopulationComparison,
+        dqw_weights,
+    )
+    from eocube.estimates.population import (
+        taz_features as tf2,
+    )
+    from eocube.estimates.population import (
+        topsis as t2,
+    )
+    from eocube.zonal import taz_features as tf3
+
+    assert tf2 is tf3 and t2 is topsis and ahp2 is ahp_weights

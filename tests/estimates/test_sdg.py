@@ -10,7 +10,7 @@ from eocube.estimates.sdg import lcrpgr, sdg_rates
 
 
 def test_sdg_rates_by_hand():
-    df = sdg_rates(100.0, 121.0, 1000.0, 1100.0, years=2)
+    df = sdg_rates((100.0, 121.0), population=(1000.0, 1100.0), years=2)
     r = df.iloc[0]
     assert r["LCR"] == pytest.approx(np.log(1.21) / 2)
     assert r["PGR"] == pytest.approx(np.log(1.1) / 2)
@@ -19,8 +19,8 @@ def test_sdg_rates_by_hand():
 
 def test_zero_growth_is_a_clear_error_or_nan():
     with pytest.raises(EstimateError, match="zero population growth"):
-        sdg_rates(1.0, 2.0, 50.0, 50.0, years=1, names=np.array(["old town"]))
-    df = sdg_rates([1.0, 1.0], [2.0, 2.0], [50.0, 50.0], [50.0, 60.0], years=1,
+        sdg_rates((1.0, 2.0), population=(50.0, 50.0), years=1, names=np.array(["old town"]))
+    df = sdg_rates(([1.0, 1.0], [2.0, 2.0]), population=([50.0, 50.0], [50.0, 60.0]), years=1,
                    on_invalid="nan")
     assert np.isnan(df["LCRPGR"][0]) and "zero population growth" in df["note"][0]
     assert np.isfinite(df["LCRPGR"][1])
@@ -44,3 +44,10 @@ def test_lcrpgr_on_synthetic_city(tiny_world):
     assert only_city["LCRPGR"].iloc[0] == pytest.approx(city["LCRPGR"])
     with pytest.raises(EstimateError, match="length 2"):
         lcrpgr(bu.isel(year=[0]), population=(1.0, 2.0))
+
+
+def test_sdg_rates_takes_the_data_first_and_the_rest_by_keyword():
+    with pytest.raises(TypeError):
+        sdg_rates(100.0, 121.0, 1000.0, 1100.0, years=2)  # the old positional form
+    with pytest.raises(EstimateError, match=r"population must hold the two dates"):
+        sdg_rates((100.0, 121.0), population=(1000.0,), years=2)

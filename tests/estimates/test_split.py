@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from eocube.errors import EstimateError
-from eocube.estimates._split import jenks_breaks, stratified_split
+from eocube.estimates.split import jenks_breaks, stratified_split
 
 
 def _brute_ssd(x: np.ndarray, k: int) -> float:
