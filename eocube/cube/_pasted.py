@@ -1,11 +1,11 @@
 """The odc engine's fast path: when every tile lies on the output grid (same CRS, whole-pixel
-offsets, same resolution), the load graph is built here from the items' ``proj:`` fields,
-one task per output chunk that reads and fuses its tiles, instead of by ``odc.stac.load``.
+offsets, same resolution), the load graph is built here from the plan's grids, one task per
+output chunk that reads and fuses its tiles, instead of by ``odc.stac.load``.
 
 It makes the cube odc-stac would (same sources per chunk in the same order, the same reader,
-fill value and fuser; ``tests/cube/test_pasted.py``) without parsing the items or an open
-task per file. ``plan`` returns ``None`` whenever an assumption fails; the load then goes
-through odc-stac.
+fill value and fuser; ``tests/cube/test_pasted.py``) without parsing the items again or an
+open task per file. ``plan`` returns ``None`` whenever an assumption fails; the load then goes
+through odc-stac (``_odc``).
 """
 
 from __future__ import annotations
@@ -16,20 +16,8 @@ from typing import Any
 import numpy as np
 import xarray as xr
 
-from eocube.cube._read import OnError, ScaleTable, SourceInfo
-
-
-def _proj(item: Any, asset: Any, key: str) -> Any:
-    v = asset.extra_fields.get(key)
-    return item.properties.get(key) if v is None else v
-
-
-def _crs_code(item: Any, asset: Any) -> str | None:
-    code = _proj(item, asset, "proj:code")
-    if code is None:
-        epsg = _proj(item, asset, "proj:epsg")
-        code = f"EPSG:{epsg}" if epsg is not None else None
-    return code if isinstance(code, str) else None
+from eocube.cube._read import FUSER, OnError, SourceInfo, odc_driver
+from eocube.cube.plan import LoadPlan
 
 
 def _aligned(tr: Sequence[float], gb: Any) -> bool:
@@ -40,17 +28,15 @@ def _aligned(tr: Sequence[float], gb: Any) -> bool:
     return float((tr[2] - d.c) / d.a).is_integer() and float((tr[5] - d.f) / d.e).is_integer()
 
 
-def plan(groups: list[list[Any]], gb: Any, parts: Mapping[str, tuple[str, int]],
-         chunks: Mapping[str, Any], scales: ScaleTable
-         ) -> dict[str, list[dict[tuple[int, int], list[Any]]]] | None:
+def plan(load_plan: LoadPlan, /) -> dict[str, list[dict[tuple[int, int], list[Any]]]] | None:
     """Band → per time step → chunk (row, col) → the ``RasterSource``s odc-stac would read
     there, in its order; ``None`` when the fast path does not apply."""
     from affine import Affine
     from odc.geo import wh_
     from odc.geo.geobox import GeoBox, GeoboxTiles
     from odc.loader import RasterSource
-    from odc.stac._mdtools import has_proj_ext
 
+    gb, chunks = load_plan.geobox, load_plan.chunks
     if not isinstance(gb, GeoBox) or tuple(gb.dimensions) != ("y", "x"):
         return None
     d = gb.transform
@@ -63,30 +49,26 @@ def plan(groups: list[list[Any]], gb: Any, parts: Mapping[str, tuple[str, int]],
     gbt = GeoboxTiles(gb, (min(cy, gb.shape.y), min(cx, gb.shape.x)))
     crs_ok: dict[str, bool] = {}
     bins: dict[tuple[Any, ...], tuple[list[tuple[int, int]], Any]] = {}
-    out: dict[str, list[dict[tuple[int, int], list[Any]]]] = {b: [] for b in parts}
-    assets = {a for a, _ in parts.values()}
-    for g in groups:
-        steps = {b: {} for b in parts}
+    bands = load_plan.bands
+    out: dict[str, list[dict[tuple[int, int], list[Any]]]] = {b: [] for b in bands}
+    for g in load_plan.groups:
+        steps: dict[str, dict[tuple[int, int], list[Any]]] = {b: {} for b in bands}
         for it in g:
-            if not has_proj_ext(it):
+            if not it.proj_ext:
                 return None  # odc-stac would ignore the proj: fields and bin by geometry
             grid = None
-            for a in assets:
-                asset = it.assets.get(a)
-                if asset is None:
-                    continue
-                code = _crs_code(it, asset)
+            for src in it.sources.values():
+                code = src.grid.crs
                 if code is None:
                     return None
                 if code not in crs_ok:
                     crs_ok[code] = code == str(gb.crs) or gb.crs == code
-                shape, tr = _proj(it, asset, "proj:shape"), _proj(it, asset, "proj:transform")
+                shape, tr = src.grid.shape, src.grid.transform
                 if not crs_ok[code] or shape is None or tr is None or not _aligned(tr, gb):
                     return None
-                g_ = (tuple(int(v) for v in shape), tuple(float(v) for v in tr[:6]))
-                if grid is not None and g_ != grid:
+                if grid is not None and (shape, tr) != grid:
                     return None  # odc-stac would bin the item by one of its grids
-                grid = g_
+                grid = (shape, tr)
             if grid is None:
                 continue  # none of the assets: nothing to read
             binned = bins.get(grid)
@@ -96,21 +78,32 @@ def plan(groups: list[list[Any]], gb: Any, parts: Mapping[str, tuple[str, int]],
                 # odc-stac bins an item by its image footprint; the same call, once per grid
                 binned = bins[grid] = (list(gbt.tiles(src_gb.extent)), src_gb)
             tiles, src_gb = binned
-            hrefs: dict[str, str] = {}
-            for b, (a, bidx) in parts.items():
-                asset = it.assets.get(a)
-                if asset is None:
-                    continue
-                if a not in hrefs:
-                    hrefs[a] = asset.get_absolute_href() or asset.href
-                s, o = scales.get((it.id, a, bidx), (1.0, 0.0))
-                src = RasterSource(hrefs[a], band=bidx, geobox=src_gb,
-                                   driver_data=SourceInfo(it.id, a, s, o))
+            for b, src in it.sources.items():
+                rs = RasterSource(src.href, band=src.index, geobox=src_gb,
+                                  driver_data=SourceInfo(it.id, src.asset, src.scale,
+                                                         src.offset, src.nodata))
                 for t in tiles:
-                    steps[b].setdefault(t, []).append(src)
-        for b in parts:
+                    steps[b].setdefault(t, []).append(rs)
+        for b in bands:
             out[b].append(steps[b])
     return out
+
+
+def read(load_plan: LoadPlan, /) -> xr.Dataset | None:
+    """The raw (time, y, x) bands odc-stac would make for ``load_plan``, one task per chunk;
+    ``None`` when some tile is off the output grid."""
+    from odc.loader import RasterLoadParams
+
+    plans = plan(load_plan)
+    if plans is None:
+        return None
+    fuser = FUSER if load_plan.on_error == "nan" else None
+    # the load parameters odc-stac resolves for the same load (``_odc.read``)
+    cfgs = {b: RasterLoadParams("float32", fill_value=np.nan, use_overviews=True,
+                                resampling=m, fail_on_error=True, fuser_fqn=fuser)
+            for b, m in load_plan.resampling.items()}
+    return build(plans, load_plan.geobox, load_plan.chunks, cfgs, load_plan.on_error,
+                 odc_driver(load_plan.on_error).capture_env())
 
 
 def build(plans: dict[str, list[dict[tuple[int, int], list[Any]]]], gb: Any,

@@ -1,5 +1,6 @@
-"""The readers of the two engines (the only module that wraps readers): per-asset failure
-handling, and for odc-stac a read that pastes tiles on the output grid and scales them.
+"""The readers of the engines (the only module that wraps readers): per-asset failure
+handling, and for odc-stac a read that scales each source into physical units, applies its
+declared nodata, and pastes tiles that lie on the output grid straight from the file.
 
 A failed read either raises ``ReadError`` naming the item and asset, or — under
 ``on_error="nan"`` — returns +inf over the chunk. +inf never occurs in the stored data of the
@@ -11,8 +12,9 @@ finite values first, so a failed item never hides valid data another item brings
 
 from __future__ import annotations
 
+import dataclasses
 import functools
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, Literal, NamedTuple
 
 import numpy as np
@@ -24,9 +26,16 @@ FAILED = np.float32(np.inf)
 
 
 def read_error(item: str | None, asset: str | None, uri: str, e: BaseException) -> ReadError:
+    """The ``ReadError`` for a failed read of ``asset`` of ``item`` at ``uri``."""
     who = f"asset {asset!r} of item {item!r}" if item else f"asset {uri!r}"
     return ReadError(f"could not read {who} at {uri}: {type(e).__name__}: {e}. Pass "
                      "on_error='nan' to load the rest with this asset's pixels as NaN")
+
+
+def missing_asset_error(item: str, band: str, assets: Iterable[str]) -> ReadError:
+    """The ``ReadError`` for an item whose metadata lacks ``band``'s asset."""
+    return read_error(item, band, "(no such asset in the item)",
+                      KeyError(f"item has assets {sorted(assets)}"))
 
 
 def fuse_finite_first(dst: np.ndarray, src: np.ndarray) -> None:
@@ -42,30 +51,37 @@ FUSER = f"{__name__}.fuse_finite_first"
 # ---- odc-stac ----------------------------------------------------------------------------
 
 class SourceInfo(NamedTuple):
-    """What eocube attaches to each odc-loader source: names for error messages and the
-    scale/offset that turn the stored values into physical units (applied by the reader)."""
+    """What eocube attaches to each odc-loader source: names for error messages, the
+    scale/offset that turn the stored values into physical units and the declared nodata
+    (``None``: the file's own), all applied by the reader."""
 
     item: str
     asset: str
     scale: float = 1.0
     offset: float = 0.0
+    nodata: float | None = None
 
 
-#: (item id, asset key, one-based band index) → (scale, offset)
-ScaleTable = Mapping[tuple[str, str, int], tuple[float, float]]
+#: (item id, asset key, one-based band index) → its ``SourceInfo``
+SourceTable = Mapping[tuple[str, str, int], SourceInfo]
 
 
-def _odc_parser(scales: ScaleTable) -> Any:
-    from odc.stac._mdtools import StacMDParser
+def _odc_parser(infos: SourceTable) -> Any:
+    from eocube.cube._odc_private import StacMDParser
 
     class _Parser(StacMDParser):  # type: ignore[misc]
         """Attaches a ``SourceInfo`` to each source."""
 
         def driver_data(self, md: Any, band_key: Any) -> Any:
-            s, o = scales.get((md.id, band_key[0], band_key[1]), (1.0, 0.0))
-            return SourceInfo(md.id, band_key[0], s, o)
+            return infos.get((md.id, band_key[0], band_key[1]), SourceInfo(md.id, band_key[0]))
 
     return _Parser({})
+
+
+def with_nodata(cfg: Any, nodata: float | None) -> Any:
+    """``cfg`` (``RasterLoadParams``) with ``nodata`` as the source's nodata whatever the
+    file says (``None``: ``cfg`` unchanged, the file's tag decides)."""
+    return cfg if nodata is None else dataclasses.replace(cfg, src_nodata_override=nodata)
 
 
 class _Reader:
@@ -75,17 +91,19 @@ class _Reader:
     def read(self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None,
              selection: Any = None, claim: Claim | None = None
              ) -> tuple[tuple[slice, slice], np.ndarray]:
-        from odc.loader._rio import rio_read
+        from odc.loader import RioReader
 
         dd = self._src.driver_data
         info = dd if isinstance(dd, SourceInfo) else SourceInfo("", "")
+        cfg = with_nodata(cfg, info.nodata)
         try:
             out = None
             if dst is None and selection is None:
                 out = _read_pasted(self._src, cfg, dst_geobox, info.scale, info.offset,
                                    claim)
             if out is None:
-                out = rio_read(self._src, cfg, dst_geobox, dst=dst, selection=selection)
+                out = RioReader(self._src, self._ctx).read(cfg, dst_geobox, dst=dst,
+                                                           selection=selection)
                 _scale_inplace(out[1], info.scale, info.offset)
         except Exception as e:
             if self._on_error == "raise":
@@ -119,7 +137,9 @@ def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float,
     ``claim`` (asked once the file is read) may hand out the destination to write into.
     """
     import rasterio
-    from odc.loader._reader import nodata_mask, resolve_src_nodata
+    from odc.loader import resolve_src_nodata
+
+    from eocube.cube._odc_private import nodata_mask
 
     out_dtype = np.dtype(cfg.dtype) if cfg.dtype is not None else None
     if (out_dtype is None or out_dtype.kind != "f" or src.subdataset is not None
@@ -204,17 +224,17 @@ def _paste_window(transform: Any, crs: Any, shape: tuple[int, int], gbox: Any
             (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0)))
 
 
-def odc_driver(on_error: OnError, scales: ScaleTable | None = None) -> Any:
+def odc_driver(on_error: OnError, infos: SourceTable | None = None) -> Any:
     """An odc-loader ``ReaderDriver``: the rasterio driver with eocube's failure policy.
 
-    ``scales`` (used while the graph is built) makes the reader return physical units.
+    ``infos`` (used while the graph is built) makes the reader return physical units with
+    each source's declared nodata applied. No auxiliary-band reader: eocube loads none.
     """
-    from odc.loader._rio import RioDriver
-    from odc.stac._mdtools import StacAuxReader
+    from odc.loader import RioDriver
 
     class _Driver(RioDriver):  # type: ignore[misc]
         def __init__(self, on_error: OnError) -> None:
-            super().__init__(md_parser=_odc_parser(scales or {}), aux_reader=StacAuxReader())
+            super().__init__(md_parser=_odc_parser(infos or {}))
             self.on_error = on_error
 
         def open(self, src: Any, ctx: Any) -> _Reader:
@@ -236,12 +256,14 @@ def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
     A read that lands where no earlier one did is copied in place of the fuse: on a region
     still holding only the fill value (NaN) both fusers take every source pixel.
     """
-    from odc.loader._fuser import fuser_for_nodata, resolve_fuser
-    from odc.loader._reader import resolve_dst_fill_value, resolve_src_nodata
-    from odc.loader._rio import rio_env
+    from odc.loader import RioDriver, resolve_dst_nodata, resolve_fuser, resolve_src_nodata
+
+    from eocube.cube._odc_private import fuser_for_nodata
 
     dtype = np.dtype(cfg.dtype)
-    fill = resolve_dst_fill_value(dtype, cfg, resolve_src_nodata(cfg.fill_value, cfg))
+    # odc-loader's fill value: its destination nodata, else zero
+    fill = resolve_dst_nodata(dtype, cfg, resolve_src_nodata(cfg.fill_value, cfg))
+    fill = dtype.type(0) if fill is None else fill
     fresh = bool(np.isnan(fill)) if dtype.kind == "f" else False
     dst = np.empty((1, *gbox.shape.yx), dtype=dtype)
     # with a NaN fill, only the pixels no read reaches are filled (at the end, or before the
@@ -264,7 +286,8 @@ def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
         placed.append(roi)
         return dst[0][roi]
 
-    with rio_env(**env):
+    driver = RioDriver()
+    with driver.restore_env(env, driver.new_load(gbox)):
         for src in srcs:
             placed.clear()
             roi, pix = _Reader(src, None, on_error).read(cfg, gbox, claim=claim)

@@ -1,24 +1,26 @@
-"""Read NASA Black Marble HDF5 tiles (VNP46A2 daily, VNP46A3 monthly) lazily onto any GeoBox.
+"""The HDF5 engine: NASA Black Marble tiles (VNP46A2 daily, VNP46A3 monthly) read lazily onto
+any GeoBox.
 
 GDAL-based engines (odc-stac, stackstac) cannot read these HDF-EOS5 tiles as georeferenced
 rasters, so eocube reads them itself: one Dask task per time step and output chunk crops the
 15″ window that covers the chunk from each tile (h5py, opened inside the task — no file handle
-lives in the graph), applies fill value, scale factor and the quality mask, and reprojects the
-window onto the chunk with odc-geo. Tile grids come from the items' projection fields (or the
-h/v index), so building the cube reads nothing.
+lives in the graph), applies fill value (and the declared nodata), scale factor and the
+quality mask, and reprojects the window onto the chunk with odc-geo, with the plan's
+resampling. Tile grids come from the plan (the items' projection fields, or the h/v index of
+``eocube.catalog.tilegrid``), so building the cube reads nothing.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from eocube.catalog.profiles import SensorProfile
 from eocube.cube._read import FAILED, OnError, fuse_finite_first, read_error
-from eocube.errors import ConfigError, GridError
+from eocube.cube.plan import DEFAULT_CHUNKS, LoadPlan
+from eocube.errors import ConfigError
 
 FIELDS = "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d/Data Fields"
 #: product → (radiance layer, quality layer, quality values kept by default)
@@ -29,26 +31,6 @@ PRODUCTS = {
     "vnp46a2": ("DNB_BRDF-Corrected_NTL", "Mandatory_Quality_Flag", (0, 1)),
 }
 PAD = 2  # source pixels around the window, so bilinear/average see their neighbours
-
-
-def _tile_geobox(item: Any, asset: str) -> Any:
-    from odc.geo.geobox import GeoBox
-    from rasterio.transform import Affine
-
-    a = item.assets[asset].extra_fields
-    shape = a.get("proj:shape") or item.properties.get("proj:shape")
-    tr = a.get("proj:transform") or item.properties.get("proj:transform")
-    if shape and tr:
-        return GeoBox(tuple(shape), Affine(*tr[:6]), "EPSG:4326")
-    import re
-
-    m = re.search(r"h(\d\d)v(\d\d)", item.id)
-    if not m:
-        raise GridError(f"item {item.id!r} has no proj:shape/proj:transform and no hXXvYY "
-                        "tile index in its id; cannot place its Black Marble tile")
-    from eocube.synth.blackmarble import tile_geobox  # the tile math is the product's
-
-    return tile_geobox(int(m.group(1)), int(m.group(2)))
 
 
 def _window(tile_gb: Any, chunk_gb: Any) -> tuple[slice, slice] | None:
@@ -69,8 +51,11 @@ def _window(tile_gb: Any, chunk_gb: Any) -> tuple[slice, slice] | None:
 
 
 def read_window(path: str, layer: str, qlayer: str | None, good: Sequence[int],
-                win: tuple[slice, slice]) -> np.ndarray:
-    """Radiance of ``win`` in physical units, NaN where fill or quality is not ``good``."""
+                win: tuple[slice, slice], *, scale: float = 1.0, offset: float = 0.0,
+                nodata: float | None = None) -> np.ndarray:
+    """Radiance of ``win`` in physical units, NaN where fill, ``nodata`` or quality is not
+    ``good``. The layer's own ``scale_factor`` / ``add_offset`` win over ``scale`` /
+    ``offset`` (the plan's, used when the file has none)."""
     import h5py
 
     with h5py.File(path.removeprefix("file://"), "r") as f:
@@ -78,29 +63,32 @@ def read_window(path: str, layer: str, qlayer: str | None, good: Sequence[int],
         ds = g[layer]
         dn = ds[win]
         fill = ds.attrs.get("_FillValue")
-        scale = float(np.asarray(ds.attrs.get("scale_factor", 1.0)).ravel()[0])
-        offset = float(np.asarray(ds.attrs.get("add_offset", 0.0)).ravel()[0])
+        scale = float(np.asarray(ds.attrs.get("scale_factor", scale)).ravel()[0])
+        offset = float(np.asarray(ds.attrs.get("add_offset", offset)).ravel()[0])
         out = dn.astype("float32") * np.float32(scale) + np.float32(offset)
         if fill is not None:
             out[dn == np.asarray(fill).ravel()[0]] = np.nan
+        if nodata is not None and not np.isnan(nodata):  # (NaN stays NaN anyway)
+            out[dn == nodata] = np.nan
         if qlayer is not None:
             q = g[qlayer][win]
             out[~np.isin(q, list(good))] = np.nan
     return out
 
 
-def _chunk_task(sources: tuple[tuple[str, str, str, Any], ...], layer: str, qlayer: str | None,
+def _chunk_task(sources: tuple[tuple[Any, ...], ...], layer: str, qlayer: str | None,
                 good: tuple[int, ...], chunk_gb: Any, resampling: str,
                 on_error: OnError) -> np.ndarray:
     from odc.geo.warp import rio_reproject
 
     dst = np.full(chunk_gb.shape.yx, np.nan, dtype="float32")
-    for href, item_id, asset, tile_gb in sources:
+    for href, item_id, asset, tile_gb, scale, offset, nodata in sources:
         win = _window(tile_gb, chunk_gb)
         if win is None:
             continue
         try:
-            src = read_window(href, layer, qlayer, good, win)
+            src = read_window(href, layer, qlayer, good, win, scale=scale, offset=offset,
+                              nodata=nodata)
         except Exception as e:
             if on_error == "raise":
                 raise read_error(item_id, asset, href, e) from e
@@ -113,57 +101,44 @@ def _chunk_task(sources: tuple[tuple[str, str, str, Any], ...], layer: str, qlay
     return dst[None]
 
 
-def load_blackmarble(items: Sequence[Any], /, *, geobox: Any, profile: SensorProfile,
-                     bands: Sequence[str], chunks: Mapping[str, int] | None = None,
-                     groupby: str = "solar_day", on_error: OnError = "raise",
-                     quality: Sequence[int] | None = None,
-                     resampling: str | None = None) -> xr.Dataset:
-    """Black Marble items → a lazy cube on ``geobox`` (called by ``eocube.cube.load``).
+def read(plan: LoadPlan, /, *, quality: Sequence[int] | None = None) -> xr.Dataset:
+    """The plan's raw (time, y, x) bands from Black Marble HDF5 tiles (lazily).
 
     ``quality`` lists the quality values kept (default: VNP46A3 0 = good; VNP46A2 0 and 1 =
-    high quality); other pixels are NaN. Same output contract as ``load``.
+    high quality); other pixels are NaN.
+
+    Raises
+    ------
+    ConfigError
+        If the plan's profile is not a Black Marble product.
     """
     import dask.array as da
     from dask.base import tokenize
     from odc.geo.geobox import GeoboxTiles
 
-    from eocube.cube.load import DEFAULT_CHUNKS, _finish, group_items, missing_asset_error
-
+    profile, gb = plan.profile, plan.geobox
     if profile.name not in PRODUCTS:
         raise ConfigError(f"profile {profile.name!r} is not a Black Marble product "
-                          f"({sorted(PRODUCTS)})")
+                          f"({sorted(PRODUCTS)}); its items are not HDF5 tiles")
     layer, qlayer, good = PRODUCTS[profile.name]
     good = tuple(quality) if quality is not None else good
-    band = next(iter(bands))
-    spec = profile.band(band)
-    method = resampling or spec.resampling
-    groups = group_items(list(items), groupby=groupby)  # type: ignore[arg-type]
-    ch = dict(chunks or {})
+    ch = plan.chunks
     cy = int(ch.get("y", ch.get("latitude", DEFAULT_CHUNKS["y"])))
     cx = int(ch.get("x", ch.get("longitude", DEFAULT_CHUNKS["x"])))
-    tiles = GeoboxTiles(geobox, (min(cy, geobox.shape.y), min(cx, geobox.shape.x)))
-    srcs = []
-    for g in groups:
-        row = []
-        for it in g:
-            key = profile.asset_key(it, band)
-            if key is None:
-                if on_error == "raise":
-                    raise missing_asset_error(it, band)
-                continue
-            row.append((it.assets[key].href, it.id, key, _tile_geobox(it, key)))
-        srcs.append(tuple(row))
-    name = "blackmarble-" + tokenize(srcs, layer, qlayer, good, geobox, tiles.chunk_shape((0, 0)),
-                                     method, on_error)
-    dsk = {}
+    tiles = GeoboxTiles(gb, (min(cy, gb.shape.y), min(cx, gb.shape.x)))
     ny, nx = tiles.shape.yx
-    for t, row in enumerate(srcs):
-        for iy in range(ny):
-            for ix in range(nx):
-                dsk[(name, t, iy, ix)] = (_chunk_task, row, layer, qlayer, good,
-                                          tiles[iy, ix], method, on_error)
-    chunks_t = ((1,) * len(srcs), *tiles.chunks)
-    arr = da.Array(dsk, name, chunks_t, dtype="float32")
-    raw = xr.Dataset({band: (("time", *geobox.dimensions), arr)})
-    return _finish(raw, groups, profile, {band: spec}, {band: "h5"}, geobox, on_error,
-                   prescaled=True)
+    out = {}
+    for band in plan.bands:
+        method = plan.resampling[band]
+        srcs = tuple(
+            tuple((s.href, it.id, s.asset, s.grid.geobox(), s.scale, s.offset, s.nodata)
+                  for it in g if (s := it.sources.get(band)) is not None)
+            for g in plan.groups)
+        name = "blackmarble-" + tokenize(srcs, layer, qlayer, good, gb,
+                                         tiles.chunk_shape((0, 0)), method, plan.on_error)
+        dsk = {(name, t, iy, ix): (_chunk_task, row, layer, qlayer, good, tiles[iy, ix],
+                                   method, plan.on_error)
+               for t, row in enumerate(srcs) for iy in range(ny) for ix in range(nx)}
+        arr = da.Array(dsk, name, ((1,) * len(srcs), *tiles.chunks), dtype="float32")
+        out[band] = xr.DataArray(arr, dims=("time", *gb.dimensions))
+    return xr.Dataset(out)

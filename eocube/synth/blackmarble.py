@@ -10,18 +10,16 @@ Files are deterministic: no timestamps, fixed attribute order.
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from odc.geo.geobox import GeoBox
-from rasterio.transform import Affine
 
-TILE_DEG = 10.0
-TILE_PIX = 2400
-RES_DEG = TILE_DEG / TILE_PIX  # 15 arc-seconds
+# the tile grid is the product's, shared with the reader in eocube.cube
+from eocube.catalog.tilegrid import RES_DEG, TILE_DEG, TILE_PIX, tile_geobox, tile_name, tile_of
+
 CHUNK = 240
 GRID = "HDFEOS/GRIDS/VIIRS_Grid_DNB_2d"
 FIELDS = f"{GRID}/Data Fields"
@@ -41,22 +39,6 @@ LAYERS_A2 = {
     "cloud": "QF_Cloud_Mask",
     "gap_filled": "Gap_Filled_DNB_BRDF-Corrected_NTL",
 }
-
-
-def tile_of(lon: float, lat: float) -> tuple[int, int]:
-    """(h, v) of the Black Marble tile that contains (lon, lat)."""
-    return int(math.floor((lon + 180.0) / TILE_DEG)), int(math.floor((90.0 - lat) / TILE_DEG))
-
-
-def tile_name(h: int, v: int) -> str:
-    return f"h{h:02d}v{v:02d}"
-
-
-def tile_geobox(h: int, v: int) -> GeoBox:
-    """The 2400 × 2400 15″ EPSG:4326 grid of tile (h, v)."""
-    return GeoBox((TILE_PIX, TILE_PIX),
-                  Affine(RES_DEG, 0, -180.0 + TILE_DEG * h, 0, -RES_DEG, 90.0 - TILE_DEG * v),
-                  "EPSG:4326")
 
 
 def _offset_in_tile(gb: GeoBox, h: int, v: int) -> tuple[int, int]:

@@ -10,7 +10,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
-from eocube.cube import _pasted, load, read_failures
+from eocube.cube import _pasted, load, plan_load, read_failures
 from eocube.errors import ReadError
 
 
@@ -90,13 +90,16 @@ def test_off_grid_loads_go_through_odc_stac(monkeypatch, s2_items, tiny_scene):
     for grid in (half, coarse, utm51):
         cube = load(s2_items, bands=["B04"], geobox=grid, chunks={"x": 32, "y": 32})
         assert cube.odc.geobox == grid
-        groups = [[it] for it in s2_items]
-        assert _pasted.plan(groups, grid, {"B04": ("B04", 1)}, {"x": 32, "y": 32}, {}) is None
-    # 10 m bands with a 20 m band on the 10 m grid: that tile is not pasted
-    groups = [[it] for it in s2_items]
-    parts = {"B04": ("B04", 1), "SCL": ("SCL", 1)}
-    assert _pasted.plan(groups, gb, parts, {"x": 32, "y": 32}, {}) is None
-    assert _pasted.plan(groups, gb, parts, {"x": "auto", "y": 32}, {}) is None
+        lp = plan_load(s2_items, bands=["B04"], geobox=grid, chunks={"x": 32, "y": 32})
+        assert _pasted.plan(lp) is None
+    # the same plan on the items' own grid is pasted ...
+    lp = plan_load(s2_items, bands=["B04"], geobox=gb, chunks={"x": 32, "y": 32})
+    assert _pasted.plan(lp) is not None
+    # ... but not 10 m bands with a 20 m band on the 10 m grid, nor chunks it cannot tile
+    lp = plan_load(s2_items, bands=["B04", "SCL"], geobox=gb, chunks={"x": 32, "y": 32})
+    assert _pasted.plan(lp) is None
+    lp = plan_load(s2_items, bands=["B04"], geobox=gb, chunks={"x": "auto", "y": 32})
+    assert _pasted.plan(lp) is None
 
 
 def test_graph_is_one_task_per_chunk_and_builds_lazily(s2_items, tiny_scene):

@@ -1,0 +1,101 @@
+"""The last step of a load: an engine's raw bands → the cube.
+
+Failure markers become NaN (``on_error="nan"``), class bands return to their integer dtype
+with their ``nodata``, variables get their units, the time and spatial coordinates come from
+the plan, and ``read_failed`` records where reads failed.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import xarray as xr
+
+from eocube.cube._read import FAILED
+from eocube.cube.plan import LoadPlan
+from eocube.errors import ConfigError, GridError
+
+#: name of the variable that records read failures under ``on_error="nan"``
+FAILURES = "read_failed"
+
+
+def finish(raw: xr.Dataset, plan: LoadPlan, /) -> xr.Dataset:
+    """The cube from an engine's ``raw`` bands (``eocube.cube.engines``), lazily.
+
+    Raises
+    ------
+    GridError
+        If the engine's output does not have the plan's time steps and grid (a bug).
+    """
+    from odc.geo.xr import xr_coords
+
+    gb = plan.geobox
+    want = (len(plan.groups), *gb.shape.yx)
+    coords = {"time": plan.times(), **xr_coords(gb)}
+    out: dict[str, xr.DataArray] = {}
+    failed: dict[str, xr.DataArray] = {}
+    for band, spec in plan.specs.items():
+        if raw[band].shape != want:
+            raise GridError(f"the engine made band {band!r} of shape {raw[band].shape} for "
+                            f"{want} (time, y, x); this is a bug, please report it")
+        r = xr.DataArray(raw[band].data, dims=("time", *gb.dimensions))
+        if spec.is_class:
+            nod = spec.nodata if spec.nodata is not None else 0
+            v = r.where(np.isfinite(r), nod).astype(spec.dtype)
+            attrs: dict[str, Any] = {"nodata": nod}
+        else:
+            v = _markers_to_nan(r) if plan.on_error == "nan" else r
+            attrs = {}
+        if spec.unit:
+            attrs["units"] = spec.unit
+        elif spec.role == "reflectance":
+            attrs["units"] = "1"
+        out[band] = v.assign_attrs(attrs)
+        if plan.on_error == "nan":
+            missing = np.array([any(band not in it.sources for it in g) for g in plan.groups])
+            failed[band] = (r == FAILED).any(gb.dimensions) | xr.DataArray(missing, dims="time")
+    ds = xr.Dataset(out, coords=coords, attrs={"eocube:profile": plan.profile.name})
+    if plan.on_error == "nan":
+        ids = [",".join(it.id for it in g) for g in plan.groups]
+        flags = xr.concat(list(failed.values()), dim=xr.Variable("band", list(failed)))
+        ds[FAILURES] = flags.transpose("time", "band").assign_attrs(
+            {"description": "True where reading the band at that time failed (pixels NaN)",
+             "items": ids})
+    return ds
+
+
+def _nan_markers(a: np.ndarray) -> np.ndarray:
+    out = a.copy()
+    out[np.isinf(out)] = np.nan
+    return out
+
+
+def _markers_to_nan(r: xr.DataArray) -> xr.DataArray:
+    """``r`` with failure markers (+inf) as NaN, in one task per chunk."""
+    if r.chunks is None:
+        return r.copy(data=_nan_markers(r.values))
+    import dask.array as da
+
+    return r.copy(data=da.map_blocks(_nan_markers, r.data, dtype="float32"))
+
+
+def read_failures(cube: xr.Dataset, /) -> list[dict[str, Any]]:
+    """The read failures recorded by ``load(..., on_error="nan")``, one dict per failed
+    (time, band) with the ids of the items of that time step. Computes ``read_failed``.
+
+    Raises
+    ------
+    ConfigError
+        If the cube was not loaded with ``on_error="nan"``.
+    """
+    import pandas as pd
+
+    if FAILURES not in cube:
+        raise ConfigError(f"the cube has no {FAILURES!r} variable; load it with "
+                          "on_error='nan' to record read failures")
+    f = cube[FAILURES]
+    vals = np.asarray(f.values)
+    ids = f.attrs.get("items", [""] * vals.shape[0])
+    return [{"time": pd.Timestamp(f["time"].values[t]), "band": str(f["band"].values[b]),
+             "items": ids[t].split(",")} for t, b in zip(*np.nonzero(vals), strict=True)]
