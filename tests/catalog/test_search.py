@@ -129,3 +129,36 @@ def test_filters_translate_to_cql2_query_and_client_checks():
              for c, p in ((10, "a"), (50, "a"), (10, "c"), (None, "a"))]
     assert filter_items(items, filters={"eo:cloud_cover": ("<", 30), "platform": ["a", "b"]}) \
         == items[:1]
+
+
+@pytest.mark.parametrize(("bbox", "says"), [
+    ((22.5, 114.0, 22.6, 114.1), r"latitude 114\.0 is outside -90\.\.90; STAC searches take "
+                                 r"\(minx, miny, maxx, maxy\) = \(west, south, east, north\) in "
+                                 r"lon/lat degrees; it looks like latitude first — did you mean "
+                                 r"\[114\.0, 22\.5, 114\.1, 22\.6\]\?"),
+    ((800000, 2490000, 810000, 2500000), r"is not in degrees .* projected coordinates \(metres\)"),
+    ((114.0, 95.0, 114.1, 96.0), r"latitude 95\.0 is outside -90\.\.90"),
+    ((114.0, 22.6, 114.1, 22.5), r"south 22\.6 is north of north 22\.5"),
+    ((114.1, 22.5, 114.0, 22.6), r"west 114\.1 is east of east 114\.0"),
+    ((-190.0, 22.5, -185.0, 22.6), r"longitude -190\.0 is outside -180\.\.180"),
+    ((114.0, float("nan"), 114.1, 22.6), "not finite"),
+    ((114.0, 22.5, 114.1), "has 3 values; pass four"),
+    (("a", 1, 2, 3), "is not four numbers"),
+])
+def test_a_bbox_in_the_wrong_order_or_units_is_refused_before_any_request(bbox, says):
+    # port 1: nothing listens, so a check that came after the request would fail differently
+    with pytest.raises(ConfigError, match=says):
+        search("http://127.0.0.1:1", collections="sentinel-2-l2a", bbox=bbox)
+
+
+def test_a_geometry_in_metres_is_refused_and_lonlat_boxes_pass():
+    import shapely
+
+    with pytest.raises(ConfigError, match=r"the bounds of intersects.*metres"):
+        search("http://127.0.0.1:1", collections="x",
+               intersects=shapely.box(800000, 2490000, 810000, 2500000))
+    from eocube.catalog.search import _check_bbox
+
+    assert _check_bbox((170.0, -10.0, -170.0, 10.0)) == [170.0, -10.0, -170.0, 10.0]  # 180°
+    assert _check_bbox([114, 22.5, 0, 114.1, 22.6, 100]) == [114, 22.5, 0, 114.1, 22.6, 100]
+    assert _check_bbox((-180, -90, 180, 90)) == [-180, -90, 180, 90]
