@@ -45,35 +45,72 @@ def serve(path: Annotated[Path, typer.Argument(help="archive folder")],
 
 
 @app.command()
-def validate(path: Annotated[Path, typer.Argument(help="archive folder")]) -> None:
-    """Validate every STAC Catalog, Collection and Item in an archive."""
+def validate(path: Annotated[Path, typer.Argument(help="archive or run folder")]) -> None:
+    """Validate every STAC Catalog, Collection and Item of an archive or a run folder."""
     from eocube.catalog import open_archive
     from eocube.catalog.validate import stac_problems
 
     arch = open_archive(path)
-    n, problems = 0, []
-    for p in sorted(arch.root.rglob("*.json")):
-        if p.name == "manifest.json":
-            continue
-        n += 1
+    if arch.manifest.get("eocube") == "run":  # a run folder: its catalog, not its outputs
+        files = [arch.root / "catalog.json"] + [p for c in arch.collection_ids
+                                                for p in sorted((arch.root / c).rglob("*.json"))]
+    else:
+        files = [p for p in sorted(arch.root.rglob("*.json")) if p.name != "manifest.json"]
+    problems = []
+    for p in files:
         problems += stac_problems(json.loads(p.read_text()))
     for pr in problems:
         typer.echo(pr, err=True)
-    typer.echo(f"{n} STAC objects, {len(problems)} problems")
+    typer.echo(f"{len(files)} STAC objects, {len(problems)} problems")
     raise typer.Exit(1 if problems else 0)
 
 
-@app.command()
-def run(out: Annotated[Path, typer.Option(help="run folder")] = Path("runs/demo"),
-        preset: Annotated[str, typer.Option(help="tiny or demo")] = "demo",
-        seed: Annotated[int, typer.Option(help="city seed")] = 0,
-        workers: Annotated[int, typer.Option(help="Dask workers and build processes")] = 2
-        ) -> None:
-    """Run the main job on the embedded synthetic city (build, serve, search, load, report)."""
-    from eocube.pipeline import run_demo
+def _run(config: Path | None, *, overwrite: bool, **overrides: object) -> None:
+    from eocube.pipeline import run_pipeline
 
-    summary = run_demo(out, preset=preset, seed=seed, workers=workers)
-    typer.echo(json.dumps(summary, indent=2))
+    try:
+        result = run_pipeline(config, overwrite=overwrite, **overrides)
+    except EocubeError:
+        raise
+    except Exception as e:  # a stage failed: the manifest and run.log have the details
+        out = overrides.get("output") or "the run folder"
+        typer.echo(f"error: {type(e).__name__}: {e}".splitlines()[0]
+                   + f" (see {out}/run.log)", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"{result.status}: {result.root} (ran {len(result.ran)} stages, skipped "
+               f"{len(result.skipped)}; report {result.root / 'report' / 'report.html'})")
+    raise typer.Exit(0 if result.status != "failed" else 1)
+
+
+@app.command()
+def run(config: Annotated[Path | None, typer.Argument(
+            help="run configuration (YAML); default: the tiny city with every stage")] = None,
+        output: Annotated[Path | None, typer.Option(help="run folder (overrides output:)")
+                          ] = None,
+        overwrite: Annotated[bool, typer.Option(
+            help="replace a synthetic city of another preset or seed at city.archive")] = False
+        ) -> None:
+    """Run the pipeline: search → cubes → inference → change → buildings → zones → features →
+    estimates → evaluation → report. A killed run resumes where it stopped."""
+    _run(config, overwrite=overwrite, output=output)
+
+
+@app.command()
+def demo(output: Annotated[Path | None, typer.Option(help="run folder")] = None,
+         preset: Annotated[str | None, typer.Option(help="tiny or demo")] = None,
+         overwrite: Annotated[bool, typer.Option(
+             help="replace a synthetic city of another preset or seed")] = False) -> None:
+    """The whole flow on the demo city with the shipped configuration and an HTML report."""
+    from eocube.pipeline.run import DEMO_CONFIG
+
+    city = None
+    if preset:
+        import yaml
+
+        city = {**yaml.safe_load(DEMO_CONFIG.read_text())["city"], "preset": preset}
+        if output:
+            city["archive"] = str(Path(output) / "archive")
+    _run(DEMO_CONFIG, overwrite=overwrite, output=output, city=city)
 
 
 @app.command()

@@ -4,6 +4,7 @@ killed worker or driver, with a STAC Item beside it. This is where results compu
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -93,7 +94,8 @@ def _done(root: str, var: str, numblocks: tuple[int, ...]) -> np.ndarray:
 
 
 def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
-            mode: Literal["resume", "w"] = "resume", stac: bool = True) -> WriteReport:
+            mode: Literal["resume", "w"] = "resume", stac: bool = True,
+            progress: Callable[[int, int], None] | None = None) -> WriteReport:
     """Compute ``result`` and write it to a Zarr store chunk by chunk; resumable.
 
     The store's metadata and coordinates are written first; then one task per chunk computes
@@ -117,6 +119,8 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
         otherwise; ``"w"``: start over.
     stac
         Also write a STAC Item (``<store stem>.stac-item.json`` beside the store).
+    progress
+        Called with (chunks done, chunks total) as chunks complete (skipped ones count as done).
 
     Raises
     ------
@@ -162,10 +166,10 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
         return WriteReport(report_store, total, total, 0)
     if mode == "w" or existing is None:
         ds.to_zarr(root, mode="w", compute=False, consolidated=False)
-        progress = zarr.open_group(root, mode="r+").create_group(PROGRESS)
+        markers = zarr.open_group(root, mode="r+").create_group(PROGRESS)
         for k in names:
             nb = ds[k].data.numblocks
-            progress.create_array(k, shape=nb, chunks=(1,) * len(nb), dtype=bool,
+            markers.create_array(k, shape=nb, chunks=(1,) * len(nb), dtype=bool,
                                   fill_value=False)
     todo = []
     for k in names:
@@ -180,8 +184,11 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
             if not done[idx]:
                 todo.append(Delayed((stored.name, *idx), g, layer=stored.name))
     written = len(todo)
+    if progress is not None:
+        progress(total - written, total)
     if todo:
-        dask.compute(*todo)
+        compute_counting(todo, None if progress is None
+                         else lambda n: progress(total - written + n, total))
     group = zarr.open_group(root, mode="r+")
     group.attrs["eocube_complete"] = True
     if PROGRESS in group:
@@ -192,6 +199,36 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
                          media_type="application/vnd+zarr")
         write_json(beside(root, ".stac-item.json"), item)
     return WriteReport(report_store, total, total - written, written)
+
+
+def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /) -> None:
+    """Compute ``todo`` on the active scheduler, calling ``done(n)`` as the n-th completes."""
+    if done is None:
+        dask.compute(*todo)
+        return
+    try:
+        from distributed import as_completed, get_client
+
+        client = get_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        for n, fut in enumerate(as_completed(client.compute(todo)), start=1):
+            fut.result()  # raises the task's error here
+            done(n)
+        return
+    from dask.callbacks import Callback
+
+    keys = {d.key for d in todo}
+    finished = [0]
+
+    def posttask(key: Any, *_: Any) -> None:
+        if key in keys:
+            finished[0] += 1
+            done(finished[0])
+
+    with Callback(posttask=posttask):
+        dask.compute(*todo)
 
 
 def _consolidate(root: str) -> None:

@@ -1,7 +1,13 @@
-"""Runs: the main job over the embedded synthetic city (grown stage by stage by later issues)."""
+"""The pipeline: the stages of the data flow over a resumable run folder (``eocube run``).
+
+``run_pipeline(config)`` checks the configuration and sources, then runs search → cubes →
+inference → change → buildings → zones → features → estimates → evaluation → report, each
+stage committed (data, checksums, manifest entry) before the next starts.
+"""
 
 from __future__ import annotations
 
-from eocube.pipeline.demo import run_demo
+from eocube.pipeline.config import STAGES, RunConfig, load_config
+from eocube.pipeline.run import DEMO_CONFIG, run_pipeline
 
-__all__ = ["run_demo"]
+__all__ = ["DEMO_CONFIG", "STAGES", "RunConfig", "load_config", "run_pipeline"]

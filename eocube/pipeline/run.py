@@ -1,0 +1,180 @@
+"""``eocube run CONFIG.yaml``: check the configuration and the sources, take the run folder,
+start the cluster, run the stages (resuming), write the run's STAC catalog and report.
+
+Feedback: a progress bar per stage and per chunk written, the Dask dashboard's address, a log
+file in the run folder (``run.log``), the wall time of each stage, and a status in the
+manifest: ``completed``, ``completed_with_errors`` or ``failed`` with its reason.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from eocube.pipeline.catalog import stage_item, write_run_catalog
+from eocube.pipeline.config import RunConfig, load_config
+from eocube.pipeline.runner import LOG, RunFolder, RunResult, Stage, check_writable, run_stages
+from eocube.pipeline.sources import archive_for_run, check_sources
+
+__all__ = ["DEMO_CONFIG", "run_pipeline"]
+
+#: the shipped configuration of ``eocube demo`` / ``make demo``
+DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
+
+
+def _logger(root: Path, *, console: bool) -> logging.Logger:
+    log = logging.getLogger(f"eocube.run.{root}")
+    log.setLevel(logging.INFO)
+    log.propagate = False
+    for h in list(log.handlers):
+        log.removeHandler(h)
+        h.close()
+    fh = logging.FileHandler(root / LOG)
+    fh.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(message)s"))
+    log.addHandler(fh)
+    if console:
+        from rich.logging import RichHandler
+
+        log.addHandler(RichHandler(show_path=False, markup=False, log_time_format="%H:%M:%S"))
+    return log
+
+
+class Feedback:
+    """Rich progress on the terminal: the stages done of all, and the chunks written of the
+    stage running (each Zarr output reports as it commits chunks)."""
+
+    def __init__(self, stages: tuple[str, ...], *, enabled: bool) -> None:
+        self.enabled = enabled and sys.stderr.isatty()
+        self.bar: Any = None
+        if self.enabled:
+            from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
+
+            self.bar = Progress("[progress.description]{task.description}", BarColumn(),
+                                MofNCompleteColumn(), TimeElapsedColumn(), transient=False)
+            self.stages = self.bar.add_task("stages", total=len(stages))
+            self.chunks = self.bar.add_task("chunks", total=None, visible=False)
+
+    def __enter__(self) -> Feedback:
+        if self.bar is not None:
+            self.bar.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.bar is not None:
+            self.bar.stop()
+
+    def for_stage(self, stage: str) -> Any:
+        if self.bar is None:
+            return None
+        self.bar.update(self.stages, description=f"stage {stage}")
+
+        def chunks(done: int, total: int) -> None:
+            self.bar.update(self.chunks, completed=done, total=total, visible=True,
+                            description=f"  {stage}: chunks")
+
+        return chunks
+
+    def stage_done(self, stage: str, status: str, seconds: float) -> None:
+        if self.bar is not None:
+            self.bar.advance(self.stages)
+            self.bar.update(self.chunks, visible=False)
+
+
+@contextlib.contextmanager
+def _client(cfg: RunConfig, log: logging.Logger) -> Iterator[Any]:
+    """The Dask client of the run (None for the threaded scheduler), closed cleanly."""
+    c = cfg.cluster
+    if c.kind == "threads":
+        log.info("dask: the threaded scheduler of this process")
+        yield None
+        return
+    from eocube.infer import start_client
+
+    target = {"local": "local", "cuda": "cuda", "address": c.address}[c.kind]
+    if c.kind == "local" and c.address:
+        target = c.address
+    client = start_client(target, n_workers=c.workers, threads_per_worker=c.threads_per_worker)
+    try:
+        log.info("dask: %d workers; dashboard at %s", len(client.scheduler_info()["workers"]),
+                 client.dashboard_link)
+        yield client
+    finally:
+        cluster = client.cluster
+        client.close()
+        if cluster is not None:
+            with contextlib.suppress(Exception):
+                cluster.close(timeout=30)
+
+
+def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
+                 overwrite: bool = False, console: bool = True,
+                 stages: Mapping[str, Stage] | None = None, **overrides: Any) -> RunResult:
+    """Run the pipeline of ``config`` (a YAML path, a RunConfig or None for the defaults).
+
+    Parameters
+    ----------
+    config
+        The run configuration.
+    overwrite
+        Replace a synthetic-city archive of another preset or seed at ``city.archive``
+        (never anything eocube did not build).
+    console
+        Log to the terminal too (always to ``<output>/run.log``).
+    stages
+        Stage functions by name (default: :data:`eocube.pipeline.stages.STAGE_FUNCTIONS`).
+    **overrides
+        Top-level configuration keys to replace (``output=...``).
+
+    Returns
+    -------
+    RunResult
+
+    Raises
+    ------
+    ConfigError
+        A bad configuration, an unreachable catalog, an AOI outside its coverage, a missing
+        vector layer or an unusable output folder: nothing has been written.
+    """
+    from eocube.pipeline.stages import STAGE_FUNCTIONS
+
+    cfg = config if isinstance(config, RunConfig) else load_config(config, **overrides)
+    if isinstance(config, RunConfig) and overrides:
+        cfg = cfg.model_copy(update=overrides)
+    root = Path(cfg.output)
+    check_writable(root)
+    check_sources(cfg)
+    folder = RunFolder(root)
+    folder.create()
+    with folder.lock():
+        log = _logger(root, console=console)
+        (root / "config.yaml").write_text(_yaml(cfg))
+        try:
+            if cfg.catalog == "synthetic":
+                archive_for_run(cfg, overwrite=overwrite, workers=max(1, cfg.cluster.workers),
+                                log=log)
+                check_sources(cfg)
+            with _client(cfg, log) as client, Feedback(cfg.stage_list,
+                                                         enabled=console) as fb:
+                result = run_stages(cfg, stages or STAGE_FUNCTIONS, log=log, client=client,
+                                    items=stage_item, progress=fb.for_stage,
+                                    on_stage=fb.stage_done)
+        finally:
+            write_run_catalog(folder)
+            for h in list(log.handlers):
+                h.flush()
+        log.info("run %s: %s (ran %s; skipped %s)", root, result.status,
+                 ", ".join(result.ran) or "none", ", ".join(result.skipped) or "none")
+        return result
+
+
+def _yaml(cfg: RunConfig) -> str:
+    import yaml
+
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+

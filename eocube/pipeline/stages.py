@@ -1,0 +1,413 @@
+"""The stages of the flow, one function per arrow of DESIGN.md's data flow.
+
+Each stage reads what the stages before it committed to the run folder, calls the library's
+pure functions (``eocube.cube``, ``eocube.infer``, ``eocube.change``, ``eocube.zonal``,
+``eocube.estimates``) and writes its outputs through ``eocube.io``. No stage before
+``evaluation`` reads the simulator's truth: they see the catalog's imagery and the open-map
+layers, as they would for a real city.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from eocube.errors import ConfigError
+from eocube.pipeline.runner import StageContext
+
+__all__ = ["STAGE_FUNCTIONS"]
+
+S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
+S1_BANDS = ("vv", "vh")
+#: the sensors' profiles and the bands each stage loads
+SENSORS = {"s2": ("s2", (*S2_BANDS, "SCL")), "s1": ("s1", S1_BANDS),
+           "ntl": ("ntl", ("radiance",)), "mobile": ("mobile", None),
+           "vhr": ("vhr", ("red", "green", "blue"))}
+
+
+# ---- search -------------------------------------------------------------------------------
+
+def search_stage(ctx: StageContext) -> None:
+    """Search the catalog for each sensor over the AOI and dates; save the item collections."""
+    from eocube.catalog.search import search
+    from eocube.pipeline.sources import catalog_session
+
+    cfg = ctx.config
+    with catalog_session(cfg) as (catalog, bbox, (start, end)):
+        counts = {}
+        for sensor in cfg.sensors:
+            profile, _ = SENSORS[sensor]
+            filters = {"eo:cloud_cover": ("<", cfg.cloud_cover)} if sensor == "s2" else None
+            items = search(catalog, profile=profile, bbox=bbox, datetime=f"{start}/{end}",
+                           filters=filters)
+            fc = items.to_dict(transform_hrefs=False)
+            path = ctx.output(f"{sensor}.json", title=f"{sensor} items")
+            from eocube.io import write_json
+
+            write_json(path, fc)
+            counts[sensor] = len(fc["features"])
+            ctx.log.info("search %s: %d items", sensor, counts[sensor])
+    ctx.properties.update({"eocube:items": counts, "eocube:bbox": list(bbox),
+                           "eocube:datetime": f"{start}/{end}"})
+
+
+def read_items(ctx: StageContext, sensor: str) -> list[dict[str, Any]]:
+    """The items the search stage found for ``sensor`` (as dicts)."""
+    return json.loads(ctx.input("search", f"{sensor}.json").read_text())["features"]
+
+
+# ---- cubes --------------------------------------------------------------------------------
+
+def cubes_stage(ctx: StageContext) -> None:
+    """Yearly composites on one GeoBox: S2 (cloud-masked median) and S1 (median) at the
+    configured resolution; NTL yearly and monthly on its own grid; mobile signal; VHR."""
+    from eocube.cube import load
+    from eocube.cube.composite import composite
+    from eocube.cube.masks import mask_clouds, mask_s1
+    cfg = ctx.config
+    ch = {"x": cfg.chunk, "y": cfg.chunk}
+    if "s2" not in cfg.sensors:
+        raise ConfigError("sensors: the cubes stage needs 's2' (it defines the grid)")
+    s2 = load(read_items(ctx, "s2"), bands=list(SENSORS["s2"][1]), resolution=cfg.resolution,
+              chunks=ch)
+    parts = [composite(mask_clouds(s2), period="year", stat="median")]
+    if "s1" in cfg.sensors:
+        s1 = load(read_items(ctx, "s1"), bands=list(S1_BANDS), like=s2, chunks=ch)
+        parts.append(composite(mask_s1(s1), period="year", stat="median"))
+    comp = xr.merge(parts, join="inner", compat="override").astype("float32")
+    comp.attrs = {"composite": "yearly median", "sensors": ",".join(
+        s for s in ("s2", "s1") if s in cfg.sensors)}
+    report = write_zarr(ctx, comp.chunk({"time": 1}), "composites.zarr")
+    ctx.properties["eocube:composite_chunks"] = report.chunks_total
+    if "ntl" in cfg.sensors:
+        ntl = load(read_items(ctx, "ntl"), bands=["radiance"], chunks={})
+        write_zarr(ctx, ntl[["radiance"]].astype("float32").chunk({"time": -1}), "ntl_monthly.zarr")
+    if "mobile" in cfg.sensors:  # counts per cell: kept on their own grid, never resampled
+        mob = load(read_items(ctx, "mobile"), chunks={})
+        write_zarr(ctx, mob.astype("float32").chunk({"time": -1}), "mobile.zarr")
+    if "vhr" in cfg.sensors:
+        items = read_items(ctx, "vhr")
+        if items:
+            vhr = load(items, bands=list(SENSORS["vhr"][1]), chunks={"x": 2048, "y": 2048})
+            vhr = vhr.isel(time=-1)
+            write_zarr(ctx, vhr.astype("float32"), "vhr.zarr")
+
+
+def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /) -> Any:
+    """Write a stage output to Zarr, chunk by chunk and resumable, reporting progress."""
+    from eocube.io import to_zarr
+
+    return to_zarr(data, ctx.output(name), stac=False, progress=ctx.progress)
+
+
+def open_zarr(ctx: StageContext, stage: str, name: str) -> xr.Dataset:
+    """A committed Zarr output of an earlier stage, lazily, with its GeoBox (``.odc``)."""
+    import odc.geo.xr  # noqa: F401 - registers the .odc accessor
+    return xr.open_zarr(ctx.input(stage, name), consolidated=True, decode_coords="all")
+
+
+# ---- inference ----------------------------------------------------------------------------
+
+def inference_stage(ctx: StageContext) -> None:
+    """Built-up probability per year (the fusion model), new built-up between the first and
+    last year (the change model), building probability on the VHR image where one exists."""
+    from eocube.infer import predict, predict_change
+    cfg = ctx.config
+    m, inf = cfg.models, cfg.inference
+    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device}
+    comp = open_zarr(ctx, "cubes", "composites.zarr")
+    prob = predict({"s1": comp, "s2": comp}, m.builtup, **kw)
+    rep = write_zarr(ctx, prob.rename("builtup").chunk({"time": 1}), "builtup.zarr")
+    ctx.properties["eocube:builtup_chunks"] = rep.chunks_total
+    ctx.properties["eocube:weights_sha256"] = {m.builtup: prob.attrs.get("weights_sha256")}
+    if comp.sizes["time"] >= 2:
+        chg = predict_change(comp.isel(time=[0]), comp.isel(time=[-1]), m.change, **kw)
+        write_zarr(ctx, chg.rename("new_builtup"), "change.zarr")
+        ctx.properties["eocube:weights_sha256"][m.change] = chg.attrs.get("weights_sha256")
+    if m.buildings and "vhr" in cfg.sensors:
+        if not ctx.has("cubes", "vhr.zarr"):
+            ctx.log.info("inference: no VHR image, building footprints from open maps only")
+            return
+        pb = predict(open_zarr(ctx, "cubes", "vhr.zarr"), m.buildings, **kw)
+        write_zarr(ctx, pb.rename("building"), "buildings_vhr.zarr")
+        ctx.properties["eocube:weights_sha256"][m.buildings] = pb.attrs.get("weights_sha256")
+
+
+# ---- change -------------------------------------------------------------------------------
+
+def change_stage(ctx: StageContext) -> None:
+    """Year of first built-up from the yearly built-up maps; CCDC breaks over the S2 series."""
+    cfg = ctx.config
+    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
+    built = prob >= cfg.change.threshold
+    years = pd.DatetimeIndex(prob["time"].values).year
+    year_of = xr.DataArray(np.asarray(years, dtype="int16"), dims="time")
+    year = year_of.where(built).min("time").fillna(-1).astype("int16")
+    new = (built.isel(time=-1) & ~built.isel(time=0)).astype("uint8")
+    out = xr.Dataset({"builtup_year": year, "new_builtup": new})
+    out["builtup_year"].attrs = {"nodata": -1, "long_name": "first year mapped built-up"}
+    write_zarr(ctx, out.chunk({d: cfg.chunk for d in ("y", "x")}), "builtup_change.zarr")
+    if cfg.change.ccdc:
+        from eocube.change import ccdc
+        from eocube.cube import load
+        from eocube.cube.masks import mask_clouds
+
+        s2 = load(read_items(ctx, "s2"), bands=list(SENSORS["s2"][1]),
+                  resolution=cfg.resolution, chunks={"x": 256, "y": 256})
+        refl = mask_clouds(s2).chunk({"time": -1})
+        seg = ccdc(refl, bands=["B03", "B04", "B08", "B11"])
+        first_break = seg["break"].isel(segment=0)
+        res = xr.Dataset({"n_breaks": seg["n_breaks"].astype("int16"),
+                          "first_break": first_break})
+        write_zarr(ctx, res, "ccdc.zarr")
+
+
+def grid_of(ctx: StageContext) -> Any:
+    """The GeoBox of the composites (the run's 10 m grid)."""
+    return open_zarr(ctx, "cubes", "composites.zarr").odc.geobox
+
+
+def read_table(ctx: StageContext, stage: str, name: str) -> Any:
+    import geopandas as gpd
+
+    path = ctx.input(stage, name)
+    try:
+        return gpd.read_parquet(path)
+    except ValueError:  # a plain table
+        return pd.read_parquet(path)
+
+
+# ---- buildings ----------------------------------------------------------------------------
+
+def buildings_stage(ctx: StageContext) -> None:
+    """Open-map footprints + VHR-derived footprints; floors, height and structure estimated."""
+    from eocube.io import to_geoparquet
+    from eocube.pipeline.buildings import estimate_floors, infer_structure, merge_footprints
+    from eocube.pipeline.openmap import building_hints, open_layer
+
+    cfg = ctx.config
+    crs = grid_of(ctx).crs
+    osm = open_layer(cfg, "buildings", crs=crs)
+    hints = building_hints(osm)
+    osm = osm.assign(levels=hints["levels"], function_hint=hints["function_hint"])
+    derived = None
+    if ctx.has("inference", "buildings_vhr.zarr"):  # else open-map footprints only
+        from eocube.zonal import vectorize_mask
+
+        prob = open_zarr(ctx, "inference", "buildings_vhr.zarr")["building"]
+        derived = vectorize_mask(prob.load(), threshold=0.5, min_area=cfg.buildings.min_area_m2,
+                                 simplify=1.0)
+    b = merge_footprints(osm[["osm_id", "levels", "function_hint", "geometry"]], derived,
+                         min_area=cfg.buildings.min_area_m2)
+    fl = estimate_floors(b, b["levels"])
+    b["floors"] = fl["floors"]
+    b["floors_source"] = fl["floors_source"]
+    b["height"] = b["floors"] * cfg.buildings.storey_height_m
+    b["structure"] = infer_structure(b["floors"], b["function_hint"])
+    to_geoparquet(b, ctx.output("buildings.parquet", title="building footprints"))
+    ctx.properties["eocube:buildings"] = {
+        "total": len(b), "from_open_map": int((b["source"] == "osm").sum()),
+        "from_vhr": int((b["source"] == "vhr").sum()),
+        "floors_source": b["floors_source"].value_counts().to_dict()}
+
+
+# ---- zones --------------------------------------------------------------------------------
+
+def zones_stage(ctx: StageContext) -> None:
+    """TAZ from the open-map roads, joined to the census communities; land use per TAZ from the
+    mapped land-use polygons; POIs typed from their OSM tags."""
+    import shapely
+
+    from eocube.io import to_geoparquet
+    from eocube.pipeline.openmap import open_layer, osm_landuse, osm_poi_types
+    from eocube.zonal import assign_zones, taz_from_roads
+
+    cfg = ctx.config
+    gb = grid_of(ctx)
+    crs = gb.crs
+    roads = open_layer(cfg, "roads", crs=crs)
+    boundary = shapely.box(*gb.extent.boundingbox)
+    taz = taz_from_roads(roads, boundary=boundary)
+    census = open_layer(cfg, "census", crs=crs)
+    if "community_id" not in census.columns:
+        raise ConfigError("vectors.census: the census layer needs a 'community_id' column")
+    communities = census[["community_id", "geometry"]]
+    taz = assign_zones(taz, communities, id_col="community_id")
+    taz = taz[taz["community_id"].notna()].copy()
+    taz["community_id"] = taz["community_id"].astype("int64")
+    lu = osm_landuse(taz, open_layer(cfg, "land_use", crs=crs))
+    mapped = lu.notna()
+    # a TAZ with no mapped land use takes the city's most common mapped class (documented)
+    fill = lu[mapped].mode().iloc[0] if mapped.any() else "residential"
+    taz["land_use"] = lu.fillna(fill).to_numpy()
+    taz["land_use_source"] = np.where(mapped.to_numpy(), "osm", "city_mode")
+    pois = osm_poi_types(open_layer(cfg, "pois", crs=crs))
+    to_geoparquet(taz.reset_index(drop=True), ctx.output("taz.parquet", title="TAZ"))
+    to_geoparquet(communities.reset_index(drop=True),
+                  ctx.output("communities.parquet", title="communities"))
+    to_geoparquet(census.drop(columns="geometry").reset_index(drop=True),
+                  ctx.output("census.parquet", title="census"))
+    to_geoparquet(pois, ctx.output("pois.parquet", title="typed POIs"))
+    ctx.properties["eocube:zones"] = {"taz": len(taz), "communities": len(communities),
+                                      "pois": len(pois),
+                                      "taz_land_use_mapped": int(mapped.sum())}
+
+
+# ---- zonal features -----------------------------------------------------------------------
+
+def feature_rasters(ctx: StageContext) -> dict[str, xr.DataArray]:
+    """The TAZ feature rasters on the 100 m grid: mean NTL of the last year (bilinear from
+    15″), POI kernel density, weekday and weekend night mobile signal."""
+    from odc.geo.xr import xr_reproject
+
+    from eocube.zonal import kernel_density
+
+    cfg = ctx.config
+    gb = grid_of(ctx)
+    g100 = gb.zoom_to(resolution=100.0) if hasattr(gb, "zoom_to") else gb
+    out: dict[str, xr.DataArray] = {}
+    if "mobile" in cfg.sensors:
+        mob = open_zarr(ctx, "cubes", "mobile.zarr").isel(time=-1)
+        g100 = mob.odc.geobox
+        for v in mob.data_vars:
+            name = "mobile_" + str(v).replace("-night", "").replace("-", "_")
+            out[name] = mob[v].astype("float64").load()
+    if "ntl" in cfg.sensors:
+        ntl = open_zarr(ctx, "cubes", "ntl_monthly.zarr")["radiance"]
+        last = ntl.isel(time=slice(-12, None)).mean("time").astype("float64").load()
+        out["ntl"] = xr_reproject(last, g100, resampling="bilinear")
+    pois = read_table(ctx, "zones", "pois.parquet")
+    out["poi_kde"] = kernel_density(pois, g100, bandwidth=300.0) * 1e4
+    return out
+
+
+def features_stage(ctx: StageContext) -> None:
+    """Per TAZ: NTL, POI density and mobile-signal sums and variances; per community and year:
+    the area mapped built-up."""
+    from eocube.io import to_geoparquet
+    from eocube.zonal import zonal_stats
+    from eocube.zonal.features import taz_features
+
+    taz = read_table(ctx, "zones", "taz.parquet")
+    feats = taz_features(feature_rasters(ctx), taz).compute()
+    df = feats.to_dataframe()[[str(v) for v in feats.data_vars]]
+    df.index.name = "taz_id"
+    to_geoparquet(df, ctx.output("taz_features.parquet", title="TAZ features"))
+    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
+    built = (prob >= ctx.config.change.threshold).astype("float32")
+    comm = read_table(ctx, "zones", "communities.parquet")
+    res = prob.odc.geobox.resolution
+    st = zonal_stats(built, comm, stats=["sum"], id_col="community_id")["sum"].compute()
+    area = (st * abs(res.x * res.y)).to_pandas()
+    area.columns = [str(pd.Timestamp(t).year) for t in area.columns] if area.ndim == 2 \
+        else area.columns
+    tab = area.T if "time" in st.dims and st.dims[0] == "time" else area
+    tab.index.name = "community_id"
+    tab.columns = [f"builtup_m2_{pd.Timestamp(c).year}" if not str(c).isdigit()
+                   else f"builtup_m2_{c}" for c in tab.columns]
+    to_geoparquet(tab, ctx.output("community_builtup.parquet", title="built-up per community"))
+
+
+# ---- estimates ----------------------------------------------------------------------------
+
+def estimates_stage(ctx: StageContext) -> None:
+    """DEFF building population (with its ablations and baselines on held-out communities),
+    bottom-up and top-down stock, roof greening and SDG 11.3.1 — from derived layers only."""
+    from eocube.estimates import bottom_up_stock, compare_population, deff, lcrpgr
+    from eocube.io import to_geoparquet
+
+    cfg = ctx.config
+    est = cfg.estimates
+    buildings = read_table(ctx, "buildings", "buildings.parquet")
+    taz = read_table(ctx, "zones", "taz.parquet")
+    comm = read_table(ctx, "zones", "communities.parquet")
+    census = read_table(ctx, "zones", "census.parquet")
+    pois = read_table(ctx, "zones", "pois.parquet")
+    feats = read_table(ctx, "features", "taz_features.parquet").reset_index()
+    b_in = buildings.drop(columns=["function_hint", "levels"], errors="ignore")
+    res = deff(b_in, pois=pois, taz=taz, communities=comm, census=census, features=feats,
+               seed=est.seed, test_size=est.test_size)
+    pop = res.buildings
+    to_geoparquet(pop, ctx.output("population_buildings.parquet", title="building population"))
+    to_geoparquet(res.communities, ctx.output("population_communities.parquet",
+                                              title="community population"))
+    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
+    built_last = (prob.isel(time=-1) >= cfg.change.threshold).astype("float32")
+    cmp = compare_population(b_in, pois=pois, taz=taz, communities=comm, census=census,
+                             features=feats, seed=est.seed, test_size=est.test_size)
+    to_geoparquet(cmp.table, ctx.output("population_comparison.parquet",
+                                        title="DEFF against its ablations and baselines"))
+    ctx.properties["eocube:deff"] = {"coef": {k: float(v) for k, v in res.coef.items()}}
+    # stock, bottom-up from the estimated height and structure
+    stock = bottom_up_stock(pop, function_col="function")
+    to_geoparquet(stock, ctx.output("stock_buildings.parquet", title="bottom-up stock"))
+    # SDG 11.3.1 from the derived built-up of the first and last year and the census
+    two = xr.concat([(prob.isel(time=0) >= cfg.change.threshold),
+                     (prob.isel(time=-1) >= cfg.change.threshold)], dim="time"
+                    ).astype("float32")
+    two = two.assign_coords(time=prob["time"].values[[0, -1]])
+    sdg = lcrpgr(two, population=census, zones=comm, id_col="community_id",
+                 on_invalid="nan")
+    sdg["zone"] = sdg["zone"].astype(str)  # "city" and the community ids
+    to_geoparquet(sdg, ctx.output("sdg_11_3_1.parquet", title="LCR, PGR, LCRPGR"))
+    greening_estimate(ctx, pop, built_last)
+
+
+def greening_estimate(ctx: StageContext, pop: Any, built: xr.DataArray) -> None:
+    """Roof greening: AHP overlay of a heat proxy, population, building and road density."""
+    from eocube.estimates import greening_criteria, greening_suitability
+    from eocube.io import to_geoparquet
+    from eocube.pipeline.openmap import open_layer
+
+    comp = open_zarr(ctx, "cubes", "composites.zarr").isel(time=-1)
+    # no thermal band in the catalog: a surface-heat proxy from the last composite, NDBI − NDVI
+    # (impervious and bare surfaces heat up, vegetation cools); only its ranking matters, as
+    # greening reclassifies every criterion into quantile classes
+    nir, red, swir = comp["B08"], comp["B04"], comp["B11"]
+    heat = ((swir - nir) / (swir + nir) - (nir - red) / (nir + red)).rename("lst")
+    gb = comp.odc.geobox
+    grid = gb.zoom_to(resolution=30.0)
+    roads = open_layer(ctx.config, "roads", crs=gb.crs)
+    crit = greening_criteria(pop.assign(population=pop["population"]), roads=roads,
+                             lst=heat.load(), grid=grid)
+    districts = read_table(ctx, "zones", "communities.parquet").rename(
+        columns={"community_id": "district_id"})
+    g = greening_suitability(pop, criteria=crit, districts=districts)
+    to_geoparquet(g.roofs, ctx.output("greening_roofs.parquet", title="roof suitability"))
+    to_geoparquet(g.districts, ctx.output("greening_districts.parquet",
+                                          title="suitability per community"))
+    ctx.properties["eocube:ahp"] = {"cr": float(g.ahp.cr) if hasattr(g.ahp, "cr") else None}
+    _ = built
+
+
+STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {
+    "search": search_stage,
+    "cubes": cubes_stage,
+    "inference": inference_stage,
+    "change": change_stage,
+    "buildings": buildings_stage,
+    "zones": zones_stage,
+    "features": features_stage,
+    "estimates": estimates_stage,
+}
+
+
+def _evaluation(ctx: StageContext) -> None:
+    from eocube.pipeline.evaluation import evaluation_stage
+
+    evaluation_stage(ctx)
+
+
+def _report(ctx: StageContext) -> None:
+    from eocube.pipeline.report import report_stage
+
+    report_stage(ctx)
+
+
+STAGE_FUNCTIONS["evaluation"] = _evaluation
+STAGE_FUNCTIONS["report"] = _report
