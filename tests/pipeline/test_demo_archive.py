@@ -8,7 +8,7 @@ import re
 import pytest
 
 from eocube.errors import ArchiveError
-from eocube.pipeline import run_demo
+from eocube.pipeline.demo import run_demo
 from eocube.synth import build_city
 
 SMALL = {"preset": "tiny", "years": 1, "s2_revisit_days": 30, "s1_revisit_days": 36}
