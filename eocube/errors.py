@@ -122,3 +122,8 @@ class ZoneError(EocubeError, ValueError):
 
 class EstimateError(EocubeError, ValueError):
     """An estimate cannot be computed from the inputs given."""
+
+
+class MaskError(EocubeError, ValueError):
+    """Input holds fill or saturation values that should have been masked; the message names
+    the band and the masking helper to use."""

@@ -8,15 +8,14 @@ one chunk. torch is imported only for ``backend="torch"``.
 
 from __future__ import annotations
 
-from eocube.change._core import (
+from eocube.change._model import (
     COEF_NAMES,
     STATUS_MEANINGS,
     TREND_ORIGIN,
     CCDCParams,
-    ccdc_numpy,
     design_matrix,
 )
-from eocube.change.ccdc import ccdc
+from eocube.change.ccdc import ccdc, ccdc_numpy
 from eocube.change.urban import (
     TOC_STATES,
     backscatter_log_ratio,

@@ -10,203 +10,25 @@ GPU does not want, and a CPU does); this module stays the reference it is tested
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from typing import Any
 
 import numpy as np
-from scipy.stats import chi2
 
-from eocube.change._backend import NumpyOps, get_ops
-from eocube.errors import ConfigError
-
-#: Names of the harmonic-model coefficients, in the order of the ``coef`` dimension.
-COEF_NAMES = ("intercept", "slope", "cos1", "sin1", "cos2", "sin2", "cos3", "sin3")
-#: The trend term is in years since this date, so coefficients from different cubes compare.
-TREND_ORIGIN = np.datetime64("2000-01-01", "D")
-DAYS_PER_YEAR = 365.2425
-
-#: Pixel status codes (the ``status`` output) and their meanings.
-STATUS_OK = 0
-STATUS_INSUFFICIENT_DATA = 1
-STATUS_NO_STABLE_MODEL = 2
-STATUS_MEANINGS = ("ok", "insufficient_data", "no_stable_model")
-
-_INIT, _LOOKBACK, _MONITOR, _DONE = 0, 1, 2, 3
-_K = len(COEF_NAMES)
-_ORIGIN_DAYS = float(TREND_ORIGIN.astype("int64"))
-
-
-@dataclasses.dataclass(frozen=True)
-class CCDCParams:
-    """CCDC parameters; the defaults are those of pyccd (Zhu & Woodcock 2014).
-
-    Parameters
-    ----------
-    max_segments
-        Segments kept per pixel; breaks beyond are still counted in ``n_breaks``.
-    chi2_prob
-        Probability of the chi-square change threshold, with one degree of freedom per
-        detection band (pyccd: 0.99 over 5 bands, threshold 15.086).
-    outlier_prob
-        Probability of the chi-square threshold above which a single observation is dropped as
-        an outlier (pyccd: 0.999999, 35.888 over 5 bands).
-    consecutive
-        Consecutive anomalous observations that make a break (pyccd's ``PEEK_SIZE``).
-    min_obs
-        Observations in an initialisation window (pyccd's ``MEOW_SIZE``).
-    min_days
-        Days an initialisation window must span (pyccd's ``DAY_DELTA``).
-    obs_per_coef
-        Observations per coefficient: 4 coefficients under ``6 * obs_per_coef`` observations,
-        6 under ``8 * obs_per_coef``, else 8 (pyccd's ``NUM_OBS_FACTOR``).
-    refit_growth
-        Once a model covers ``full_refit_obs`` observations it is refitted only when its time
-        span has grown by this factor (pyccd: 1.33).
-    full_refit_obs
-        Below this many observations the model is refitted at every new observation.
-    variogram_days
-        Observation pairs closer than this are skipped in the variogram (pyccd: 30).
-    tmask_const
-        Initialisation windows drop observations whose residual exceeds this many variograms
-        in any detection band (pyccd's ``T_CONST``, its Tmask screen); 0 turns it off.
-    ridge
-        Ridge added to the normal equations, times the observation count, on every
-        coefficient but the intercept; keeps ill-posed windows (all observations in one
-        season) solvable without moving well-posed fits measurably.
-    """
-
-    max_segments: int = 10
-    chi2_prob: float = 0.99
-    outlier_prob: float = 0.999999
-    consecutive: int = 6
-    min_obs: int = 12
-    min_days: float = 365.0
-    obs_per_coef: int = 3
-    refit_growth: float = 1.33
-    full_refit_obs: int = 24
-    variogram_days: float = 30.0
-    tmask_const: float = 4.89
-    ridge: float = 1e-8
-
-    def __post_init__(self) -> None:
-        checks = [
-            ("max_segments", self.max_segments >= 1, "at least 1"),
-            ("chi2_prob", 0 < self.chi2_prob < 1, "in (0, 1)"),
-            ("outlier_prob", self.chi2_prob <= self.outlier_prob < 1, "in [chi2_prob, 1)"),
-            ("consecutive", self.consecutive >= 1, "at least 1"),
-            ("min_obs", self.min_obs >= 5, "at least 5 (a 4-coefficient fit needs 5)"),
-            ("min_days", self.min_days >= 0, "non-negative"),
-            ("obs_per_coef", self.obs_per_coef >= 1, "at least 1"),
-            ("refit_growth", self.refit_growth >= 1, "at least 1"),
-            ("ridge", self.ridge >= 0, "non-negative"),
-            ("tmask_const", self.tmask_const >= 0, "non-negative"),
-        ]
-        for name, ok, what in checks:
-            if not ok:
-                raise ConfigError(f"{name}={getattr(self, name)!r} must be {what}")
-
-
-def dates_to_days(dates: Any) -> np.ndarray:
-    """Days since 1970-01-01 as float64, from datetime64 values or numbers of days."""
-    dates = np.asarray(dates)
-    if np.issubdtype(dates.dtype, np.datetime64):
-        return dates.astype("datetime64[s]").astype("int64") / 86400.0
-    if np.issubdtype(dates.dtype, np.number):
-        return dates.astype(np.float64)
-    raise ConfigError(f"dates must be datetime64 or numbers of days, not dtype {dates.dtype}")
-
-
-def design_matrix(days: np.ndarray) -> np.ndarray:
-    """The (time, 8) CCDC design: intercept, trend in years, three annual harmonic pairs."""
-    w = 2 * math.pi / DAYS_PER_YEAR
-    cols = [np.ones_like(days), (days - _ORIGIN_DAYS) / DAYS_PER_YEAR]
-    for h in (1, 2, 3):
-        cols += [np.cos(h * w * days), np.sin(h * w * days)]
-    return np.stack(cols, axis=-1)
-
-
-def ccdc_numpy(
-    values: np.ndarray,
-    dates: np.ndarray,
-    /,
-    *,
-    detection_bands: list[int] | None = None,
-    params: CCDCParams | None = None,
-    backend: str = "numba",
-    device: str = "auto",
-) -> dict[str, np.ndarray]:
-    """CCDC change detection over a batch of pixel time series (the numpy core of `ccdc`).
-
-    Parameters
-    ----------
-    values
-        Array of shape (pixel, time, band); NaN in any band marks the observation not clear.
-    dates
-        The (time,) acquisition dates, strictly increasing: datetime64, or days since
-        1970-01-01.
-    detection_bands
-        Indices of the bands whose residuals enter the chi-square test; all by default. Every
-        band is modelled and reported either way.
-    params
-        Algorithm parameters; `CCDCParams` defaults (pyccd's) when None.
-    backend
-        ``"numba"`` (the CPU fast path: the same phases compiled per pixel, compiled on first
-        use and cached), ``"numpy"`` (the batched reference the others are tested against),
-        or ``"torch"`` to run the batched statements with torch (float64) on ``device``. All
-        three make the same decisions; coefficients, RMSE and magnitudes differ only by
-        rounding.
-    device
-        Torch device (``"auto"``: CUDA if available, else CPU); only ``"cpu"``/``"auto"`` for
-        numba and numpy.
-
-    Returns
-    -------
-    dict of numpy arrays
-        Per pixel: ``status`` (int8, see `STATUS_MEANINGS`), ``n_clear`` (int32), ``n_breaks``
-        (int32). Per pixel and segment (``max_segments`` slots, empty slots NaN/0):
-        ``start_day``, ``end_day``, ``break_day`` (float64 days since 1970-01-01; NaN where
-        the segment did not end in a break), ``n_obs`` (int32), ``n_coefs`` (int8),
-        ``is_break`` (bool). Per pixel, segment and band: ``magnitude`` (median residual
-        over the ``consecutive`` observations that made the break, 0 without a break) and
-        ``rmse``; per pixel, segment, band and coefficient: ``coefficients`` (see
-        `COEF_NAMES`; trend in years since `TREND_ORIGIN`).
-    """
-    params = params or CCDCParams()
-    values = np.asarray(values)
-    if values.ndim != 3:
-        raise ConfigError(
-            f"values must be (pixel, time, band); got an array of shape {values.shape}"
-        )
-    days = dates_to_days(dates)
-    _n_pix, n_time, n_band = values.shape
-    if days.shape != (n_time,):
-        raise ConfigError(f"dates has shape {days.shape}; values has {n_time} time steps")
-    if n_time > 1 and not np.all(np.diff(days) > 0):
-        raise ConfigError(
-            "dates must be strictly increasing; sort the cube with cube.sortby('time') and "
-            "drop duplicate dates first"
-        )
-    det = list(range(n_band)) if detection_bands is None else [int(b) for b in detection_bands]
-    if not det or any(b < 0 or b >= n_band for b in det) or len(set(det)) != len(det):
-        raise ConfigError(
-            f"detection_bands={detection_bands!r} must be distinct indices below {n_band}"
-        )
-    if backend == "numba":
-        if device not in ("auto", "cpu"):
-            raise ConfigError(
-                f'device={device!r} needs backend="torch"; the numba backend runs on the CPU'
-            )
-        from eocube.change._numba import run_numba  # compiles (or loads its cache) on first use
-
-        return run_numba(values, days, det, params, *_thresholds(params, len(det)))
-    ops = get_ops(backend, device)
-    return _run(ops, values, days, det, params)
-
-
-def _thresholds(p: CCDCParams, n_det: int) -> tuple[float, float]:
-    """Chi-square change and outlier thresholds for ``n_det`` detection bands."""
-    return float(chi2.ppf(p.chi2_prob, n_det)), float(chi2.ppf(p.outlier_prob, n_det))
+from eocube.change._backend import NumpyOps
+from eocube.change._model import (
+    DAYS_PER_YEAR,
+    N_COEFS,
+    PHASE_DONE,
+    PHASE_INIT,
+    PHASE_LOOKBACK,
+    PHASE_MONITOR,
+    STATUS_INSUFFICIENT_DATA,
+    STATUS_NO_STABLE_MODEL,
+    CCDCParams,
+    design_matrix,
+    thresholds,
+)
 
 
 def _nanmedian(ops: NumpyOps, a: Any) -> Any:
@@ -234,7 +56,7 @@ def _solve(ops: NumpyOps, xtx: Any, xty: Any, yty: Any, n: Any, k: Any, ridge: f
     ``n - k`` degrees of freedom as in pyccd.
     """
     xp = ops.xp
-    ar = ops.arange(_K)
+    ar = ops.arange(N_COEFS)
     use = ar[None, :] < k[:, None]  # (m, K)
     both = ops.fl(use[:, :, None] & use[:, None, :])
     eye = ops.fl(ar[:, None] == ar[None, :])[None]
@@ -259,7 +81,7 @@ class _Batch:
         self.P, self.T, self.B, self.S = n_pix, n_time, n_band, p.max_segments
         self.det = ops.asarray(np.asarray(det), "i")
         self.det_list = det
-        self.change_thr, self.outlier_thr = _thresholds(p, len(det))
+        self.change_thr, self.outlier_thr = thresholds(p, len(det))
 
         y = ops.asarray(values)
         clear = xp.isfinite(y).all(-1)
@@ -286,8 +108,8 @@ class _Batch:
         self.first = ops.full((n_pix,), True, "b")
         self.need_fit = ops.full((n_pix,), True, "b")
         self.fit_span = z()
-        self.xtx, self.xty, self.yty = z(_K, _K), z(_K, n_band), z(n_band)
-        self.coef, self.rmse = z(_K, n_band), z(n_band)
+        self.xtx, self.xty, self.yty = z(N_COEFS, N_COEFS), z(N_COEFS, n_band), z(n_band)
+        self.coef, self.rmse = z(N_COEFS, n_band), z(n_band)
         self.removed = z(n_time, kind="b")
         self.removedf = self.removed.reshape(-1)
         self.status = z(kind="i")
@@ -298,7 +120,7 @@ class _Batch:
         self.out_nobs, self.out_ncoef = z(self.S, kind="i"), z(self.S, kind="i")
         self.out_isbreak = z(self.S, kind="b")
         self.out_mag, self.out_rmse = nan(self.S, n_band), nan(self.S, n_band)
-        self.out_coef = nan(self.S, n_band, _K)
+        self.out_coef = nan(self.S, n_band, N_COEFS)
         # pending 4-coefficient "catch" fits over [lo, hi): start of series and end of series
         self.lb_found, self.lb_mag = z(kind="b"), z(n_band)
         self.catch_break = z(kind="b")
@@ -308,7 +130,7 @@ class _Batch:
         span = self.day(self.ops.arange(n_pix), self.n - 1) - self.dc[:, 0]
         insufficient = (self.n < p.min_obs) | (span < p.min_days)
         self.status = xp.where(insufficient, STATUS_INSUFFICIENT_DATA, self.status)
-        self.phase = xp.where(insufficient, _DONE, self.phase)
+        self.phase = xp.where(insufficient, PHASE_DONE, self.phase)
 
     # -- small helpers -------------------------------------------------------------------
     def _clip(self, j: Any) -> Any:
@@ -453,7 +275,7 @@ class _Batch:
         lb = self.take(good, back)
         self.lb[lb] = self.s[lb] - 1
         self.lb_found[lb] = False
-        self.phase[lb] = _LOOKBACK
+        self.phase[lb] = PHASE_LOOKBACK
         self.after_lookback(self.take(good, ~back))
         self.finish_failed(self.take(a, fail))
 
@@ -503,7 +325,7 @@ class _Batch:
         short = self.e[a] + p.consecutive > self.n[a]
         self.finish(self.take(a, short))
         mon = self.take(a, ~short)
-        self.phase[mon] = _MONITOR
+        self.phase[mon] = PHASE_MONITOR
         self.need_fit[mon] = True
 
     def step_monitor(self, a: Any) -> None:
@@ -511,7 +333,7 @@ class _Batch:
         end = self.e[a] + p.consecutive > self.n[a]
         done = self.take(a, end)
         self.record(done, None, None)
-        self.phase[done] = _DONE
+        self.phase[done] = PHASE_DONE
         a = self.take(a, ~end)
 
         span = self.day(a, self.last_in[a]) - self.day(a, self.s[a])
@@ -543,7 +365,7 @@ class _Batch:
             self.s[c] = self.e[c]
             self.n_in[c] = 0
             self.reset_acc(c)
-            self.phase[c] = _INIT
+            self.phase[c] = PHASE_INIT
 
         out = self.take(a, outlier)
         self.removed[out, self.e[out]] = True
@@ -594,7 +416,7 @@ class _Batch:
         p = self.p
         left = self.take(a, self.prev_end[a] + p.consecutive < self.n[a])
         self.queue_catch("end", left, self.prev_end[left], self.n[left])
-        self.phase[a] = _DONE
+        self.phase[a] = PHASE_DONE
 
     def fit_catches(self) -> None:
         ops, xp = self.ops, self.xp
@@ -607,8 +429,8 @@ class _Batch:
             wf = ops.fl(w)
             x4 = self.x[self.cidx[a]][..., :4]  # (m, T, 4)
             xw = xp.swapaxes(x4 * wf[:, :, None], 1, 2)
-            xtx = ops.zeros((a.shape[0], _K, _K))
-            xty = ops.zeros((a.shape[0], _K, self.B))
+            xtx = ops.zeros((a.shape[0], N_COEFS, N_COEFS))
+            xty = ops.zeros((a.shape[0], N_COEFS, self.B))
             xtx[:, :4, :4] = xw @ x4
             xty[:, :4, :] = xw @ self.yc[a]
             yty = (self.yc[a] ** 2 * wf[:, :, None]).sum(1)
@@ -649,18 +471,18 @@ class _Batch:
         }
 
 
-def _run(ops: NumpyOps, values: np.ndarray, days: np.ndarray, det: list[int],
+def run_batched(ops: NumpyOps, values: np.ndarray, days: np.ndarray, det: list[int],
          p: CCDCParams) -> dict[str, np.ndarray]:
     b = _Batch(ops, values, days, det, p)
     # each iteration moves every unfinished pixel by one observation, so this bounds the loop
     for _ in range(8 * b.T + 16):
         phase = b.phase
-        live = phase != _DONE
+        live = phase != PHASE_DONE
         if not ops.any(live):
             break
-        ini = ops.nonzero(phase == _INIT)
-        lbk = ops.nonzero(phase == _LOOKBACK)
-        mon = ops.nonzero(phase == _MONITOR)
+        ini = ops.nonzero(phase == PHASE_INIT)
+        lbk = ops.nonzero(phase == PHASE_LOOKBACK)
+        mon = ops.nonzero(phase == PHASE_MONITOR)
         if ini.shape[0]:
             b.step_init(ini)
         if lbk.shape[0]:

@@ -20,13 +20,13 @@ import math
 import numba
 import numpy as np
 
-from eocube.change._core import (
-    _DONE,
-    _INIT,
-    _K,
-    _LOOKBACK,
-    _MONITOR,
+from eocube.change._model import (
     DAYS_PER_YEAR,
+    N_COEFS,
+    PHASE_DONE,
+    PHASE_INIT,
+    PHASE_LOOKBACK,
+    PHASE_MONITOR,
     STATUS_INSUFFICIENT_DATA,
     STATUS_NO_STABLE_MODEL,
     CCDCParams,
@@ -48,9 +48,9 @@ def _day(dc, j):
 def _update(xtx, xty, yty, x, row, yc, j, sign):
     """Add (sign 1) or remove (sign -1) observation ``j`` (design row ``row``)."""
     nb = yc.shape[1]
-    for i in range(_K):
+    for i in range(N_COEFS):
         xi = x[row, i]
-        for c in range(_K):
+        for c in range(N_COEFS):
             xtx[i, c] += sign * (xi * x[row, c])
         for b in range(nb):
             xty[i, b] += sign * (xi * yc[j, b])
@@ -93,8 +93,8 @@ def _solve(xtx, xty, yty, n, k, ridge, coef, rmse, a, rhs):
     freedom, summed as `_core._solve` sums it: it cancels, so the order shows.
     """
     nb = xty.shape[1]
-    for i in range(_K):
-        for j in range(_K):
+    for i in range(N_COEFS):
+        for j in range(N_COEFS):
             a[i, j] = xtx[i, j] if i < k and j < k else 0.0
         a[i, i] += (ridge * n if i >= 1 else 0.0) if i < k else 1.0
         for b in range(nb):
@@ -105,7 +105,7 @@ def _solve(xtx, xty, yty, n, k, ridge, coef, rmse, a, rhs):
     dof = float(n - k if n - k > 1 else 1)
     for b in range(nb):
         cx, cqc = 0.0, 0.0
-        for i in range(_K):
+        for i in range(N_COEFS):
             cx += coef[i, b] * xty[i, b]
             cqc += coef[i, b] * q[i, b]
         rss = yty[b] - 2 * cx + cqc
@@ -161,7 +161,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
     out_isbreak = np.zeros((n_pix, n_seg), np.bool_)
     out_mag = np.full((n_pix, n_seg, nb), np.nan)
     out_rmse = np.full((n_pix, n_seg, nb), np.nan)
-    out_coef = np.full((n_pix, n_seg, nb, _K), np.nan)
+    out_coef = np.full((n_pix, n_seg, nb, N_COEFS), np.nan)
 
     # per-pixel scratch, reused
     clear = np.empty(n_time, np.bool_)
@@ -169,9 +169,9 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
     dc = np.empty(n_time)
     yc = np.zeros((n_time, nb))
     removed = np.zeros(n_time, np.bool_)
-    xtx, xty, yty = np.zeros((_K, _K)), np.zeros((_K, nb)), np.zeros(nb)
-    coef, rmse = np.zeros((_K, nb)), np.zeros(nb)
-    a, rhs = np.zeros((_K, _K)), np.zeros((_K, nb))
+    xtx, xty, yty = np.zeros((N_COEFS, N_COEFS)), np.zeros((N_COEFS, nb)), np.zeros(nb)
+    coef, rmse = np.zeros((N_COEFS, nb)), np.zeros(nb)
+    a, rhs = np.zeros((N_COEFS, N_COEFS)), np.zeros((N_COEFS, nb))
     vario, lb_mag, mag = np.zeros(nb), np.zeros(nb), np.zeros(nb)
     resid = np.zeros((max(n_time, h), nb))
     ratio = np.zeros(n_time)
@@ -226,7 +226,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                 v = _median(buf, cnt)
                 vario[d] = v if np.isfinite(v) else 0.0
 
-        phase = _INIT
+        phase = PHASE_INIT
         s = e = lb = prev_end = last_in = n_in = 0
         k = 4
         first, need_fit, lb_found, catch_break = True, True, False, False
@@ -243,13 +243,13 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
         steps = 0
         peeked = 0  # monitoring: next position whose residual is not in the ring yet
         finish = False  # pyccd's closing fit: _Batch.finish
-        while phase != _DONE:
+        while phase != PHASE_DONE:
             steps += 1
             if steps > max_steps:
                 stuck = True
                 break
             after = False  # _Batch.after_lookback
-            if phase == _INIT:
+            if phase == PHASE_INIT:
                 if e + min_obs >= n:
                     if first:
                         status[p] = STATUS_NO_STABLE_MODEL
@@ -305,10 +305,10 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                         if s > prev_end:
                             lb = s - 1
                             lb_found = False
-                            phase = _LOOKBACK
+                            phase = PHASE_LOOKBACK
                         else:
                             after = True
-            elif phase == _LOOKBACK:
+            elif phase == PHASE_LOOKBACK:
                 change = lb < prev_end
                 outlier = False
                 if not change:
@@ -343,7 +343,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                     s = lb
                     n_in += 1
                     lb -= 1
-            else:  # _MONITOR
+            else:  # PHASE_MONITOR
                 if e + h > n:
                     if seg < n_seg:
                         out_start[p, seg] = _day(dc, s)
@@ -353,10 +353,10 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                         for b in range(nb):
                             out_rmse[p, seg, b] = rmse[b]
                             out_mag[p, seg, b] = 0.0
-                            for c in range(_K):
+                            for c in range(N_COEFS):
                                 out_coef[p, seg, b, c] = coef[c, b]
                     seg += 1
-                    phase = _DONE
+                    phase = PHASE_DONE
                     continue
                 span = _day(dc, last_in) - _day(dc, s)
                 if need_fit or n_in < full_refit_obs or span >= refit_growth * fit_span:
@@ -387,7 +387,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                         for b in range(nb):
                             out_rmse[p, seg, b] = rmse[b]
                             out_mag[p, seg, b] = mag[b]
-                            for c in range(_K):
+                            for c in range(N_COEFS):
                                 out_coef[p, seg, b, c] = coef[c, b]
                     seg += 1
                     n_breaks[p] += 1
@@ -397,7 +397,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                     xtx[:] = 0.0
                     xty[:] = 0.0
                     yty[:] = 0.0
-                    phase = _INIT
+                    phase = PHASE_INIT
                 elif mags[e % h] > outlier_thr:
                     removed[e] = True
                     e += 1
@@ -419,7 +419,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                 if e + h > n:
                     finish = True
                 else:
-                    phase = _MONITOR
+                    phase = PHASE_MONITOR
                     need_fit = True
             if finish:
                 if prev_end + h < n:
@@ -427,7 +427,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                     if seg < n_seg:
                         cat_slot[1] = seg
                     seg += 1
-                phase = _DONE
+                phase = PHASE_DONE
 
         # the pending 4-coefficient fits: start of series, then end of series; weighted
         # products over the whole series through BLAS, as `_Batch.fit_catches` computes them
@@ -461,7 +461,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
             for b in range(nb):
                 out_rmse[p, sl, b] = rmse[b]
                 out_mag[p, sl, b] = 0.0
-                for c in range(_K):
+                for c in range(N_COEFS):
                     out_coef[p, sl, b, c] = coef[c, b]
             if w == 0 and catch_break:
                 out_isbreak[p, sl] = True
@@ -479,7 +479,7 @@ _FIELDS = ("status", "n_clear", "n_breaks", "start_day", "end_day", "break_day",
 
 def run_numba(values: np.ndarray, days: np.ndarray, det: list[int], p: CCDCParams,
               change_thr: float, outlier_thr: float) -> dict[str, np.ndarray]:
-    """`_core._run` through the compiled kernel; same inputs (already checked), same dict."""
+    """`_core.run_batched` through the compiled kernel; same inputs (already checked), same dict."""
     values = np.ascontiguousarray(values, dtype=np.float64)
     days = np.ascontiguousarray(days, dtype=np.float64)
     x = np.ascontiguousarray(design_matrix(days))

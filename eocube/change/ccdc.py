@@ -1,6 +1,9 @@
-"""CCDC over a cube: the xarray layer around the batched core in `eocube.change._core`.
+"""CCDC over a cube: `ccdc` (the xarray layer) and `ccdc_numpy` (arrays in, arrays out).
 
-Lazy: one ``apply_ufunc(dask="parallelized")`` task per spatial chunk, time in one chunk.
+`ccdc_numpy` checks its inputs, sends pixels to pyccd's procedures (`_procedures`) and the
+rest to a backend: the compiled kernel (`_numba`) or the batched statements (`_core`, on numpy
+or torch). Lazy: one ``apply_ufunc(dask="parallelized")`` task per spatial chunk, time in one
+chunk.
 """
 
 from __future__ import annotations
@@ -12,15 +15,26 @@ from typing import Any, Literal
 import numpy as np
 import xarray as xr
 
-from eocube.change._core import (
+from eocube.change._backend import get_ops
+from eocube.change._core import run_batched
+from eocube.change._model import (
     COEF_NAMES,
     STATUS_MEANINGS,
+    STATUS_OK,
     TREND_ORIGIN,
     CCDCParams,
-    ccdc_numpy,
     dates_to_days,
+    thresholds,
+)
+from eocube.change._procedures import (
+    check_masked,
+    empty_result,
+    fit_whole_series,
+    procedure_mask,
+    select_procedures,
 )
 from eocube.change._xr import as_band_array, days_to_datetime64, pixel_dims, time_attrs
+from eocube.cube.qa import QA_CLASS_VAR, QA_CLEAR, QA_WATER
 from eocube.errors import ConfigError
 
 # per-pixel fields, then per-segment, per-(segment, band), per-(segment, band, coef)
@@ -41,13 +55,15 @@ def _layout(n_seg: int, n_band: int) -> dict[str, tuple[int, tuple[int, ...]]]:
     return out
 
 
-def _block(values: np.ndarray, *, days: np.ndarray, detection_bands: list[int],
-           params: CCDCParams, backend: str, device: str) -> np.ndarray:
-    """One chunk: (..., time, band) in, (..., field) packed float64 out."""
+def _block(values: np.ndarray, qa: np.ndarray | None = None, *, days: np.ndarray,
+           detection_bands: list[int], params: CCDCParams, backend: str, device: str,
+           band_names: list[str]) -> np.ndarray:
+    """One chunk: (..., time, band) values and (..., time) classes in, (..., field) out."""
     lead = values.shape[:-2]
     flat = values.reshape(-1, *values.shape[-2:])
-    res = ccdc_numpy(flat, days, detection_bands=detection_bands, params=params,
-                     backend=backend, device=device)
+    flat_qa = None if qa is None else qa.reshape(flat.shape[:2])
+    res = ccdc_numpy(flat, days, qa=flat_qa, detection_bands=detection_bands, params=params,
+                     backend=backend, device=device, band_names=band_names)
     layout = _layout(params.max_segments, values.shape[-1])
     packed = np.empty((flat.shape[0], layout["_size"][0]), dtype=np.float64)
     for name, (off, shape) in layout.items():
@@ -57,11 +73,136 @@ def _block(values: np.ndarray, *, days: np.ndarray, detection_bands: list[int],
     return packed.reshape(*lead, -1)
 
 
+def ccdc_numpy(
+    values: np.ndarray,
+    dates: np.ndarray,
+    /,
+    *,
+    qa: np.ndarray | None = None,
+    detection_bands: list[int] | None = None,
+    params: CCDCParams | None = None,
+    backend: str = "numba",
+    device: str = "auto",
+    band_names: list[str] | None = None,
+) -> dict[str, np.ndarray]:
+    """CCDC change detection over a batch of pixel time series (the array core of `ccdc`).
+
+    Parameters
+    ----------
+    values
+        Array of shape (pixel, time, band); NaN in any band marks the observation not clear.
+    dates
+        The (time,) acquisition dates, strictly increasing: datetime64, or days since
+        1970-01-01.
+    qa
+        Optional (pixel, time) integer QA classes (`eocube.cube.qa`: fill, clear, water,
+        snow, cloud). With them, pixels follow pyccd's choice of procedure (see
+        `CCDCParams` ``clear_pct``, ``snow_pct``) and the change model uses clear and water
+        observations only; without them every observation with finite values is clear.
+    detection_bands
+        Indices of the bands whose residuals enter the chi-square test; all by default. Every
+        band is modelled and reported either way.
+    params
+        Algorithm parameters; `CCDCParams` defaults (pyccd's) when None.
+    backend
+        ``"numba"`` (the CPU fast path: the same phases compiled per pixel, compiled on first
+        use and cached), ``"numpy"`` (the batched reference the others are tested against),
+        or ``"torch"`` to run the batched statements with torch (float64) on ``device``. All
+        three make the same decisions; coefficients, RMSE and magnitudes differ only by
+        rounding. pyccd's snow and insufficient-clear procedures are one numpy
+        implementation shared by the three.
+    device
+        Torch device (``"auto"``: CUDA if available, else CPU); only ``"cpu"``/``"auto"`` for
+        numba and numpy.
+    band_names
+        Names used in error messages (`MaskError`).
+
+    Returns
+    -------
+    dict of numpy arrays
+        Per pixel: ``status`` (int8, see `STATUS_MEANINGS`), ``n_clear`` (int32), ``n_breaks``
+        (int32). Per pixel and segment (``max_segments`` slots, empty slots NaN/0):
+        ``start_day``, ``end_day``, ``break_day`` (float64 days since 1970-01-01; NaN where
+        the segment did not end in a break), ``n_obs`` (int32), ``n_coefs`` (int8),
+        ``is_break`` (bool). Per pixel, segment and band: ``magnitude`` (median residual
+        over the ``consecutive`` observations that made the break, 0 without a break) and
+        ``rmse``; per pixel, segment, band and coefficient: ``coefficients`` (see
+        `COEF_NAMES`; trend in years since `TREND_ORIGIN`).
+
+    Raises
+    ------
+    MaskError
+        If ``values`` hold fill or saturation markers (-9999, 16000, 20000, 0 in every
+        band …): the series was not masked.
+    ConfigError
+        For inconsistent shapes, unsorted dates, bad detection bands or backends.
+    """
+    params = params or CCDCParams()
+    values = np.asarray(values)
+    if values.ndim != 3:
+        raise ConfigError(
+            f"values must be (pixel, time, band); got an array of shape {values.shape}"
+        )
+    days = dates_to_days(dates)
+    n_pix, n_time, n_band = values.shape
+    if days.shape != (n_time,):
+        raise ConfigError(f"dates has shape {days.shape}; values has {n_time} time steps")
+    if n_time > 1 and not np.all(np.diff(days) > 0):
+        raise ConfigError(
+            "dates must be strictly increasing; sort the cube with cube.sortby('time') and "
+            "drop duplicate dates first"
+        )
+    det = list(range(n_band)) if detection_bands is None else [int(b) for b in detection_bands]
+    if not det or any(b < 0 or b >= n_band for b in det) or len(set(det)) != len(det):
+        raise ConfigError(
+            f"detection_bands={detection_bands!r} must be distinct indices below {n_band}"
+        )
+    if backend not in ("numba", "numpy", "torch"):
+        raise ConfigError(f'backend={backend!r} is not one of "numba", "numpy", "torch"')
+    if backend != "torch" and device not in ("auto", "cpu"):
+        raise ConfigError(
+            f'device={device!r} needs backend="torch"; the {backend} backend runs on the CPU'
+        )
+    check_masked(values, band_names)
+    if qa is None:
+        return _run_model(values, days, det, params, backend, device)
+    qa = np.asarray(qa)
+    if qa.shape != (n_pix, n_time) or not np.issubdtype(qa.dtype, np.integer):
+        raise ConfigError(f"qa must be integer classes of shape {(n_pix, n_time)}; got "
+                          f"{qa.dtype} {qa.shape}")
+    procedure = select_procedures(qa, params)
+    standard = procedure == STATUS_OK
+    out = empty_result(n_pix, params.max_segments, n_band)
+    if standard.any():
+        clear = np.isin(qa[standard], (QA_CLEAR, QA_WATER))
+        v = np.where(clear[..., None], values[standard], np.nan)
+        for k, arr in _run_model(v, days, det, params, backend, device).items():
+            out[k][standard] = arr
+    if (~standard).any():
+        other = ~standard
+        use = procedure_mask(qa[other], values[other], procedure[other])
+        for k, arr in fit_whole_series(values[other], days, use, procedure[other],
+                                       params).items():
+            out[k][other] = arr
+    return out
+
+
+def _run_model(values: np.ndarray, days: np.ndarray, det: list[int], p: CCDCParams,
+               backend: str, device: str) -> dict[str, np.ndarray]:
+    """The change model on every pixel of ``values`` through ``backend``."""
+    if backend == "numba":
+        from eocube.change._numba import run_numba  # compiles (or loads its cache) on first use
+
+        return run_numba(values, days, det, p, *thresholds(p, len(det)))
+    return run_batched(get_ops(backend, device), values, days, det, p)
+
+
 def ccdc(
     cube: xr.Dataset | xr.DataArray,
     /,
     *,
     bands: Sequence[str] | None = None,
+    qa: str | xr.DataArray | None = None,
     detection_bands: Sequence[str] | None = None,
     max_segments: int = 10,
     chi2_prob: float = 0.99,
@@ -169,6 +310,10 @@ def ccdc(
     except TypeError as err:
         fields = sorted(f.name for f in dataclasses.fields(CCDCParams))
         raise ConfigError(f"unknown ccdc option in {sorted(advanced)}; known: {fields}") from err
+    qa_da = _qa_classes(cube, qa)
+    if isinstance(cube, xr.Dataset) and bands is None and qa_da is not None:
+        bands = [str(v) for v, d in cube.data_vars.items()
+                 if "time" in d.dims and str(v) != qa_da.name]
     da = as_band_array(cube, bands, "ccdc")
     band_names = [str(b) for b in da["band"].values]
     if detection_bands is None:
@@ -185,18 +330,48 @@ def ccdc(
     if backend not in ("numba", "numpy", "torch"):
         raise ConfigError(f'backend={backend!r} is not one of "numba", "numpy", "torch"')
 
+    args, core = [da], [["time", "band"]]
+    if qa_da is not None:
+        qa_da = qa_da.transpose(*[d for d in da.dims if d in qa_da.dims])
+        if da.chunks:
+            qa_da = qa_da.chunk({d: da.chunksizes[d] for d in qa_da.dims})
+        args.append(qa_da)
+        core.append(["time"])
     layout = _layout(params.max_segments, len(band_names))
     packed = xr.apply_ufunc(
-        _block, da,
-        input_core_dims=[["time", "band"]],
+        _block, *args,
+        input_core_dims=core,
         output_core_dims=[["field"]],
         dask="parallelized",
         output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {"field": layout["_size"][0]}},
         kwargs={"days": days, "detection_bands": det, "params": params, "backend": backend,
-                "device": device},
+                "device": device, "band_names": band_names},
     )
     return _unpack(packed, layout, pixel_dims(da), band_names, params, da)
+
+
+def _qa_classes(cube: xr.Dataset | xr.DataArray,
+                qa: str | xr.DataArray | None) -> xr.DataArray | None:
+    """The QA classes to use: ``qa`` itself, the Dataset variable it names, or the cube's
+    ``qa_class`` variable (what `eocube.cube.qa.mask_landsat` / ``mask_s2`` add)."""
+    if qa is None:
+        if isinstance(cube, xr.Dataset) and QA_CLASS_VAR in cube.data_vars:
+            qa = QA_CLASS_VAR
+        else:
+            return None
+    if isinstance(qa, str):
+        if not isinstance(cube, xr.Dataset) or qa not in cube.data_vars:
+            raise ConfigError(f"ccdc: qa={qa!r} is not a variable of the cube; pass the "
+                              "classes as a DataArray or build them with "
+                              "eocube.cube.qa.mask_landsat / mask_s2")
+        qa = cube[qa]
+    if not isinstance(qa, xr.DataArray) or not np.issubdtype(qa.dtype, np.integer):
+        raise ConfigError("ccdc: qa must be integer QA classes (eocube.cube.qa: fill, clear, "
+                          f"water, snow, cloud); got {getattr(qa, 'dtype', type(qa))}")
+    if "time" not in qa.dims:
+        raise ConfigError(f"ccdc: qa needs a 'time' dimension; got dims {qa.dims}")
+    return qa.rename(qa.name or QA_CLASS_VAR)
 
 
 def _unpack(packed: xr.DataArray, layout: dict, pix: list[str], band_names: list[str],

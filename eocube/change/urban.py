@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from eocube.change._core import dates_to_days
+from eocube.change._model import dates_to_days
 from eocube.change._xr import days_to_datetime64, require_time, time_attrs
 from eocube.errors import ConfigError
 
