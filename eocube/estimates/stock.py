@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import pandas as pd
@@ -25,9 +25,13 @@ if TYPE_CHECKING:
     import xarray as xr
     from odc.geo.geobox import GeoBox
 
+    from eocube.infer import WeightsRef
+    from eocube.models import ModelSpec
+
 __all__ = ["DEFAULT_INTENSITY", "DEFAULT_STOREY_HEIGHT", "MATERIALS", "STOCK_MODELS",
-           "TopDownStock", "bottom_up_stock", "cell_patches", "ntl_stock_regression",
-           "stock_grid", "stock_metrics", "topdown_stock"]
+           "CellInputs", "LogLogPredictor", "NetworkPredictor", "Predictor", "TopDownStock",
+           "bottom_up_stock", "cell_patches", "grid_cells", "loglog_stock",
+           "ntl_stock_regression", "stock_grid", "stock_metrics", "topdown_stock"]
 
 MATERIALS = ("concrete", "steel", "brick", "wood", "glass")
 
@@ -162,6 +166,20 @@ def bottom_up_stock(
     return out
 
 
+def grid_cells(grid: GeoBox, /) -> gpd.GeoDataFrame:
+    """One polygon per cell of ``grid``, row-major: ``cell`` (the row-major index), ``row``,
+    ``col`` and the cell's square, in the grid's CRS."""
+    import geopandas as gpd
+    import shapely
+
+    ny, nx = grid.shape.yx
+    r, c = np.divmod(np.arange(ny * nx), nx)
+    aff = grid.affine
+    x0, y0 = aff.c + c * aff.a, aff.f + r * aff.e
+    return gpd.GeoDataFrame({"cell": np.arange(ny * nx), "row": r, "col": c},
+                            geometry=shapely.box(x0, y0 + aff.e, x0 + aff.a, y0), crs=grid.crs)
+
+
 def stock_grid(buildings: gpd.GeoDataFrame, grid: GeoBox, /, *,
                value_cols: str | list[str] = "stock_total_t") -> xr.Dataset:
     """Sum building values into the cells of ``grid``, split by footprint area share.
@@ -183,7 +201,6 @@ def stock_grid(buildings: gpd.GeoDataFrame, grid: GeoBox, /, *,
     xarray.Dataset
         One variable per column on ``grid``.
     """
-    import geopandas as gpd
     import shapely
     import xarray as xr
     from odc.geo.xr import wrap_xr
@@ -191,12 +208,7 @@ def stock_grid(buildings: gpd.GeoDataFrame, grid: GeoBox, /, *,
     cols = [value_cols] if isinstance(value_cols, str) else list(value_cols)
     b = buildings.to_crs(grid.crs) if not buildings.crs.equals(grid.crs) else buildings
     ny, nx = grid.shape.yx
-    aff = grid.affine
-    r, c = np.meshgrid(np.arange(ny), np.arange(nx), indexing="ij")
-    x0 = aff.c + c.ravel() * aff.a
-    y0 = aff.f + r.ravel() * aff.e
-    cells = gpd.GeoDataFrame({"cell": np.arange(ny * nx)},
-                             geometry=shapely.box(x0, y0 + aff.e, x0 + aff.a, y0), crs=grid.crs)
+    cells = grid_cells(grid)
     fp = np.asarray(b.geometry.values, dtype=object)
     bi, ci = cells.sindex.query(fp, predicate="intersects")
     share = shapely.area(shapely.intersection(fp[bi], cells.geometry.values[ci])) / shapely.area(
@@ -242,12 +254,18 @@ def ntl_stock_regression(cells: pd.DataFrame, /, *, train: np.ndarray, stock_col
         raise EstimateError("the NTL sums of the training cells are all equal: the log-log "
                             "regression is singular.")
     beta, alpha = np.polyfit(lx, np.log(y[fit]), 1)
+    coef = (float(alpha), float(beta))
     out = cells.copy()
-    with np.errstate(divide="ignore"):
-        out["pred_ntl_loglog"] = np.where(
-            x > 0, np.exp(alpha + beta * np.log(np.maximum(x, 1e-300))), 0.0)
-    out.attrs["coef"] = (float(alpha), float(beta))
+    out["pred_ntl_loglog"] = loglog_stock(x, coef=coef)
+    out.attrs["coef"] = coef
     return out
+
+
+def loglog_stock(ntl: np.ndarray, /, *, coef: tuple[float, float]) -> np.ndarray:
+    """The log-log regression's stock ``exp(α + β·log NTL)`` (0 where NTL ≤ 0)."""
+    x = np.asarray(ntl, dtype=np.float64)
+    with np.errstate(divide="ignore"):
+        return np.where(x > 0, np.exp(coef[0] + coef[1] * np.log(np.maximum(x, 1e-300))), 0.0)
 
 
 def stock_metrics(y_true: np.ndarray, y_pred: np.ndarray, /) -> dict[str, float]:
@@ -313,6 +331,13 @@ def topdown_stock(
     target transform (with the retransformation factor stored in the weights). Eager: loads
     ``cells`` and ``optical``; torch is imported here, not with :mod:`eocube.estimates`.
 
+    Steps: the cell inputs (:class:`CellInputs`: NTL series and level, optical patches cut
+    once per band set and margin) and the cell polygons (:func:`grid_cells`) → one
+    :class:`Predictor` per method — a :class:`NetworkPredictor` per model, run through
+    :mod:`eocube.infer`'s per-process model cache, and the :class:`LogLogPredictor` of the
+    classical regression (:func:`loglog_stock`) → :func:`stock_metrics` of every prediction
+    → Grad-CAM.
+
     Parameters
     ----------
     cells
@@ -357,118 +382,194 @@ def topdown_stock(
     >>> td.grad_cam.dims
     ('cell', 'row', 'col')
     """
-    import geopandas as gpd
-    import shapely
-
-    from eocube.models import read_spec
-
     if "ntl" not in cells:
         raise EstimateError("cells need the monthly NTL series 'ntl' on (time, y, x); it has "
                             f"{sorted(map(str, cells.data_vars))}")
-    gb = cells.odc.geobox
-    ny, nx = gb.shape.yx
-    n = ny * nx
-    ntl = _cell_series(cells)
+    # every model is checked before any runs
+    networks = [NetworkPredictor.of(m, device=device, batch_size=batch_size) for m in models]
+    inputs = CellInputs.of(cells, optical=optical)
+    out = grid_cells(cells.odc.geobox)
     truth = (cells["stock_t"].to_numpy().reshape(-1).astype("float64")
              if "stock_t" in cells else None)
-    r, c = np.divmod(np.arange(n), nx)
-    aff = gb.affine
-    x0, y0 = aff.c + c * aff.a, aff.f + r * aff.e
-    out = gpd.GeoDataFrame({"cell": np.arange(n), "row": r, "col": c},
-                           geometry=shapely.box(x0, y0 + aff.e, x0 + aff.a, y0), crs=gb.crs)
     if truth is not None:
         out["stock_t"] = truth
-    out["ntl_sum"] = _ntl_level(ntl)
+    out["ntl_sum"] = inputs.ntl_level
+    predictors: list[Predictor] = list(networks)
+    evaluated = np.ones(len(out), bool)
+    if ntl_fit is not None:
+        classical, evaluated = _fit_loglog(ntl_fit, inputs, truth)
+        predictors.append(classical)
+        out.attrs["ntl_loglog_coef"] = classical.coef
+    for predictor in predictors:
+        out[f"pred_{predictor.name}"] = predictor(inputs)
+    out["evaluated"] = evaluated
+    metrics = _metrics_table(out, truth, evaluated)
+    cam = None
+    if len(cam_cells):
+        cam = _cam(cam_model, np.asarray(cam_cells, dtype=int), inputs, cells=cells,
+                   optical=optical, device=device)
+    return TopDownStock(cells=out, metrics=metrics, grad_cam=cam)
 
-    patches: dict[tuple[tuple[str, ...], int], np.ndarray] = {}
 
-    def optical_patches(spec) -> np.ndarray:
+class Predictor(Protocol):
+    """One top-down method: cell inputs in, one stock (t) per cell out."""
+
+    name: str
+
+    def __call__(self, inputs: CellInputs, /) -> np.ndarray: ...
+
+
+@dataclasses.dataclass(eq=False)
+class CellInputs:
+    """What the top-down predictors read, per cell in row-major order: the NTL series, its
+    level (the classical regression's predictor) and the optical patches, cut once per
+    (bands, margin) a model asks for."""
+
+    cells: xr.Dataset
+    optical: xr.Dataset
+    ntl: np.ndarray  # (cell, 1, time)
+    ntl_level: np.ndarray  # (cell,)
+    _patches: dict[tuple[tuple[str, ...], int], np.ndarray] = dataclasses.field(
+        default_factory=dict)
+
+    @classmethod
+    def of(cls, cells: xr.Dataset, /, *, optical: xr.Dataset) -> CellInputs:
+        """The inputs of ``cells`` (with ``ntl``) and the optical composite."""
+        ntl = _cell_series(cells)
+        return cls(cells=cells, optical=optical, ntl=ntl, ntl_level=_ntl_level(ntl))
+
+    def patches(self, spec: ModelSpec) -> np.ndarray:
+        """(cell, band, P, P) optical patches as ``spec``'s optical input was trained on."""
         bands = spec.input("optical").bands
         margin = int(spec.training.get("optical_margin_px", 0))
-        key = (bands, margin)
-        if key not in patches:
-            patches[key] = cell_patches(cells, optical=optical, bands=bands, margin=margin)
-        p = patches[key]
+        key = (tuple(bands), margin)
+        if key not in self._patches:
+            self._patches[key] = cell_patches(self.cells, optical=self.optical, bands=bands,
+                                              margin=margin)
+        p = self._patches[key]
         if p.shape[-1] != spec.patch_size:
             raise EstimateError(f"model {spec.name!r} was trained on {spec.patch_size}-pixel "
                                 f"patches; these cells give {p.shape[-1]} (cell size / pixel "
                                 f"size + 2 × {margin}). Use the grids it was trained on.")
         return p
 
-    specs = {}
-    for m in models:
-        spec = read_spec(m)
+    def for_spec(self, spec: ModelSpec) -> dict[str, np.ndarray]:
+        """The arrays of every input of ``spec``, by input name."""
+        names = [i.name for i in spec.inputs]
+        ins = {"ntl": self.ntl} if "ntl" in names else {}
+        if "optical" in names:
+            ins["optical"] = self.patches(spec)
+        return {n: ins[n] for n in names}
+
+
+@dataclasses.dataclass(frozen=True)
+class NetworkPredictor:
+    """A shipped (or saved) stock regressor, run through :mod:`eocube.infer`'s model cache
+    (built once per process and weights file, checked against its sha256)."""
+
+    ref: WeightsRef
+    spec: ModelSpec
+    device: str = "cpu"
+    batch_size: int = 256
+
+    @property
+    def name(self) -> str:
+        """The model's name (``stock_fusion`` …)."""
+        return self.spec.name
+
+    @classmethod
+    def of(cls, weights: str | Path, /, *, device: str = "cpu", batch_size: int = 256
+           ) -> NetworkPredictor:
+        """The predictor of shipped weights or a ``.safetensors`` path; refuses a model that
+        is not a stock regressor (reads the header only)."""
+        from eocube.infer import WeightsRef
+
+        ref = WeightsRef.of(weights)
+        spec = ref.spec()
         if spec.architecture != "stock_regressor":
-            raise EstimateError(f"{str(m)!r} is a {spec.architecture}, not a stock regressor; "
-                                f"use one of {list(STOCK_MODELS)}")
-        specs[m] = spec
-    from eocube.models import load_model, predict
+            raise EstimateError(f"{str(weights)!r} is a {spec.architecture}, not a stock "
+                                f"regressor; use one of {list(STOCK_MODELS)}")
+        return cls(ref=ref, spec=spec, device=device, batch_size=int(batch_size))
 
-    for m, spec in specs.items():
-        model, spec = load_model(m, device=device)
-        ins = {"ntl": ntl} if "ntl" in [i.name for i in spec.inputs] else {}
-        if "optical" in [i.name for i in spec.inputs]:
-            ins["optical"] = optical_patches(spec)
-        ins = {i.name: ins[i.name] for i in spec.inputs}
+    def __call__(self, inputs: CellInputs, /) -> np.ndarray:
+        from eocube.infer import get_model
+        from eocube.models import predict
+
+        model, spec, dev = get_model(self.ref, device=self.device)
+        ins = inputs.for_spec(spec)
+        n, b = len(inputs.ntl), self.batch_size
         pred = np.concatenate([
-            predict(model, spec, {k: v[i:i + batch_size] for k, v in ins.items()},
-                    device=device)["out"] for i in range(0, n, batch_size)])
-        out[f"pred_{spec.name}"] = pred.astype("float64")
+            predict(model, spec, {k: v[i:i + b] for k, v in ins.items()}, device=dev)["out"]
+            for i in range(0, n, b)])
+        return pred.astype("float64")
 
+
+@dataclasses.dataclass(frozen=True)
+class LogLogPredictor:
+    """The classical top-down baseline: ``log stock = α + β·log NTL`` with fitted ``coef``."""
+
+    coef: tuple[float, float]
+    name: str = "ntl_loglog"
+
+    def __call__(self, inputs: CellInputs, /) -> np.ndarray:
+        return loglog_stock(inputs.ntl_level, coef=self.coef)
+
+
+def _fit_loglog(ntl_fit: np.ndarray | xr.Dataset | Sequence[xr.Dataset], inputs: CellInputs,
+                truth: np.ndarray | None) -> tuple[LogLogPredictor, np.ndarray]:
+    """The log-log regression fitted on a mask of these cells (which then leave the
+    evaluation) or on other cities' cells; and the mask of the evaluated cells."""
+    n = len(inputs.ntl_level)
     evaluated = np.ones(n, bool)
-    if ntl_fit is not None:
-        if isinstance(ntl_fit, np.ndarray) or (
-                hasattr(ntl_fit, "dtype") and not hasattr(ntl_fit, "data_vars")):
-            mask = np.asarray(ntl_fit, dtype=bool).reshape(-1)
-            if mask.shape != (n,):
-                raise EstimateError(f"ntl_fit mask has {mask.size} values for {n} cells")
-            if truth is None:
-                raise EstimateError("fitting the NTL regression on these cells needs their "
-                                    "'stock_t'")
-            fit = pd.DataFrame({"stock_t": truth, "ntl_sum": out["ntl_sum"].to_numpy()})
-            train = mask
-            evaluated = ~mask
-        else:
-            others = [ntl_fit] if hasattr(ntl_fit, "data_vars") else list(ntl_fit)
-            fit = pd.DataFrame({
-                "stock_t": np.concatenate([o["stock_t"].to_numpy().reshape(-1) for o in others]),
-                "ntl_sum": np.concatenate([_ntl_level(_cell_series(o)) for o in others])})
-            train = np.ones(len(fit), bool)
-        coef = ntl_stock_regression(fit, train=train).attrs["coef"]
-        x = out["ntl_sum"].to_numpy()
-        with np.errstate(divide="ignore"):
-            out["pred_ntl_loglog"] = np.where(
-                x > 0, np.exp(coef[0] + coef[1] * np.log(np.maximum(x, 1e-300))), 0.0)
-        out.attrs["ntl_loglog_coef"] = coef
-    out["evaluated"] = evaluated
+    if isinstance(ntl_fit, np.ndarray) or (
+            hasattr(ntl_fit, "dtype") and not hasattr(ntl_fit, "data_vars")):
+        mask = np.asarray(ntl_fit, dtype=bool).reshape(-1)
+        if mask.shape != (n,):
+            raise EstimateError(f"ntl_fit mask has {mask.size} values for {n} cells")
+        if truth is None:
+            raise EstimateError("fitting the NTL regression on these cells needs their "
+                                "'stock_t'")
+        fit = pd.DataFrame({"stock_t": truth, "ntl_sum": inputs.ntl_level})
+        train = mask
+        evaluated = ~mask
+    else:
+        others = [ntl_fit] if hasattr(ntl_fit, "data_vars") else list(ntl_fit)
+        fit = pd.DataFrame({
+            "stock_t": np.concatenate([o["stock_t"].to_numpy().reshape(-1) for o in others]),
+            "ntl_sum": np.concatenate([_ntl_level(_cell_series(o)) for o in others])})
+        train = np.ones(len(fit), bool)
+    coef = ntl_stock_regression(fit, train=train).attrs["coef"]
+    return LogLogPredictor(coef=coef), evaluated
 
+
+def _metrics_table(out: pd.DataFrame, truth: np.ndarray | None, evaluated: np.ndarray
+                   ) -> pd.DataFrame:
+    """:func:`stock_metrics` of every ``pred_`` column on the evaluated cells (empty without
+    a reference)."""
     rows = {}
     if truth is not None:
-        from eocube.estimates import metrics as mt
-
         t = truth[evaluated]
         for col in [k for k in out.columns if k.startswith("pred_")]:
-            p = out[col].to_numpy()[evaluated]
             rows[col.removeprefix("pred_")] = {
-                "spearman": mt.spearman(t, p),
-                "wRMSE": mt.weighted_rmse(t, p, sample_weight=t),
-                "total_rel_error": mt.total_relative_error(t, p),
+                **stock_metrics(t, out[col].to_numpy()[evaluated]),
                 "n_cells": int(evaluated.sum())}
-    metrics = pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
+    return pd.DataFrame.from_dict(rows, orient="index").rename_axis("model")
 
-    cam = None
-    if len(cam_cells):
-        ids = np.asarray(cam_cells, dtype=int)
-        if ids.min() < 0 or ids.max() >= n:
-            raise EstimateError(f"cam_cells {ids.tolist()} must be cell indices in [0, {n})")
-        cam_spec = read_spec(cam_model)
-        if "optical" not in [i.name for i in cam_spec.inputs]:
-            raise EstimateError(f"Grad-CAM explains the optical branch; model {cam_spec.name!r}"
-                                f" has only {[i.name for i in cam_spec.inputs]}. Use "
-                                "cam_model='stock_fusion' or 'stock_optical'.")
-        cam = _grad_cam(cam_model, ntl[ids], optical_patches(cam_spec)[ids], ids,
-                        optical=optical, cells=cells, device=device)
-    return TopDownStock(cells=out, metrics=metrics, grad_cam=cam)
+
+def _cam(cam_model: str | Path, ids: np.ndarray, inputs: CellInputs, *, cells: xr.Dataset,
+         optical: xr.Dataset, device: str) -> xr.DataArray:
+    from eocube.models import read_spec
+
+    n = len(inputs.ntl)
+    if ids.min() < 0 or ids.max() >= n:
+        raise EstimateError(f"cam_cells {ids.tolist()} must be cell indices in [0, {n})")
+    cam_spec = read_spec(cam_model)
+    if "optical" not in [i.name for i in cam_spec.inputs]:
+        raise EstimateError(f"Grad-CAM explains the optical branch; model {cam_spec.name!r}"
+                            f" has only {[i.name for i in cam_spec.inputs]}. Use "
+                            "cam_model='stock_fusion' or 'stock_optical'.")
+    return _grad_cam(cam_model, inputs.ntl[ids], inputs.patches(cam_spec)[ids], ids,
+                     optical=optical, cells=cells, device=device)
 
 
 def cell_patches(cells: xr.Dataset, /, *, optical: xr.Dataset, bands: Sequence[str],

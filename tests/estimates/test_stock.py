@@ -152,3 +152,36 @@ def test_topdown_errors_name_the_fix(held_out):
         topdown_stock(cells, optical=shifted, models=["stock_optical"])
     with pytest.raises(EstimateError, match="not a stock regressor"):
         topdown_stock(cells, optical=optical, models=["urban_s2"])
+
+
+def test_topdown_runs_each_network_once_through_the_infer_cache(held_out):
+    # one predictor per method; the networks come from eocube.infer's per-process cache
+    from eocube.estimates.stock import (
+        CellInputs,
+        LogLogPredictor,
+        NetworkPredictor,
+        grid_cells,
+        loglog_stock,
+        topdown_stock,
+    )
+    from eocube.infer import clear_cache, reset_stats, stats
+
+    cells, optical = held_out
+    clear_cache()
+    reset_stats()
+    mask = np.arange(cells.sizes["y"] * cells.sizes["x"]) % 4 == 0
+    td = topdown_stock(cells, optical=optical, models=["stock_ntl", "stock_optical"],
+                       ntl_fit=mask)
+    assert stats().get("models_built", 0) == 2
+    topdown_stock(cells, optical=optical, models=["stock_ntl"])
+    assert stats().get("models_built", 0) == 2  # reused, not rebuilt
+    inputs = CellInputs.of(cells, optical=optical)
+    ntl = NetworkPredictor.of("stock_ntl")
+    np.testing.assert_array_equal(ntl(inputs), td.cells["pred_stock_ntl"])
+    coef = td.cells.attrs["ntl_loglog_coef"]
+    classical = LogLogPredictor(coef=coef)(inputs)
+    np.testing.assert_array_equal(classical, td.cells["pred_ntl_loglog"])
+    np.testing.assert_array_equal(classical, loglog_stock(td.cells["ntl_sum"], coef=coef))
+    # the cell polygons are those of stock_grid's grid
+    g = grid_cells(cells.odc.geobox)
+    assert g.geometry.equals(td.cells.geometry) and (g["row"] == td.cells["row"]).all()
