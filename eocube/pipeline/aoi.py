@@ -65,7 +65,7 @@ __all__ = ["Tile", "TileGrid", "iter_tile_batches", "plan_tiles", "read_manifest
 #: latitudes where UTM ends (UPS beyond)
 UTM_SOUTH, UTM_NORTH = -80.0, 84.0
 #: candidate tiles tested at once (bounds the memory of planning, not its result)
-BLOCK_TILES = 65536
+BLOCK_TILES = 16384
 #: tiles shrink by this much (m) before the overlap test, so touching an edge is not overlap
 _EPS = 1e-3
 _ID = re.compile(r"^(?:(\d{2})([NS])|UPS([NS]))-(\d{4,})-(\d{4,})$")
