@@ -6,6 +6,7 @@ import contextlib
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -34,14 +35,22 @@ def synth(out: Annotated[Path, typer.Argument(help="folder to write the archive 
 def serve(path: Annotated[Path, typer.Argument(help="archive folder")],
           port: Annotated[int | None, typer.Option(help="port (default: a free one)")] = None
           ) -> None:
-    """Serve an archive as a STAC API on 127.0.0.1 until interrupted."""
+    """Serve an archive as a STAC API on 127.0.0.1 until interrupted (Ctrl-C, SIGTERM,
+    SIGHUP); the server and its temporary files go with this command."""
     from eocube.catalog import LocalStacApi
 
-    with LocalStacApi(path, port=port) as api:
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt  # unwinds the with block below, which stops the server
+
+    # without a handler SIGTERM ends Python at once, before the with block can clean up
+    for sig in (signal.SIGTERM, getattr(signal, "SIGHUP", None)):
+        if sig is not None:
+            signal.signal(sig, interrupt)
+    with contextlib.suppress(KeyboardInterrupt), LocalStacApi(path, port=port) as api:
         typer.echo(f"STAC API at {api.url} (Ctrl-C to stop)", err=False)
         sys.stdout.flush()
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        while True:
+            time.sleep(3600)
 
 
 @app.command()

@@ -5,6 +5,12 @@ hrefs, so ``pystac-client`` searches this server exactly as it searches Planetar
 Earth Search and the loaders read the COGs straight from disk. (Serving the COGs over HTTP
 would exercise range requests too, but it adds a second server for no gain in what the
 loaders do: GDAL's remote-read path is the same code whichever host answers.)
+
+The server never outlives its owner: ``stop()`` (and leaving the ``with`` block, also on an
+exception or a signal handled by the caller) ends its process group; a watchdog in that group
+ends it within half a second when the owning process dies without cleaning up (``kill -9``, a
+Jupyter kernel that is killed), and the input files are removed as soon as the server has
+loaded them, so nothing is left in the temporary folder either way.
 """
 
 from __future__ import annotations
@@ -28,6 +34,14 @@ from eocube.catalog.archive import Archive, open_archive
 from eocube.errors import ConfigError, ServerError
 
 HOST = "127.0.0.1"
+#: Seconds between the watchdog's checks that the owning process is alive.
+WATCH_INTERVAL = 0.5
+
+# Runs as the server's process group leader: a background loop ends the whole group when the
+# owner ($1) is gone, then the shell becomes rustac (exec), so the leader's pid is rustac's.
+_WATCHDOG = ('owner=$1; shift; '
+             '( while kill -0 "$owner" 2>/dev/null; do sleep {interval}; done; kill -TERM 0 ) '
+             '</dev/null >/dev/null 2>&1 & exec "$@"')
 
 
 def free_port(host: str = HOST) -> int:
@@ -116,13 +130,23 @@ class LocalStacApi:
             if self._port is not None:
                 _check_port_free(port)
             log = Path(self._workdir.name) / "server.log"
-            with log.open("wb") as logf:
-                self._proc = subprocess.Popen(
-                    [_rustac_exe(), "serve", "--addr", f"{HOST}:{port}", *hrefs],
-                    stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True)
-            self.port = port
-            if self._wait_ready(log):
+            cmd = [_rustac_exe(), "serve", "--addr", f"{HOST}:{port}", *hrefs]
+            if os.name == "posix":
+                cmd = ["/bin/sh", "-c", _WATCHDOG.format(interval=WATCH_INTERVAL), "eocube-serve",
+                       str(os.getpid()), *cmd]
+            try:
+                with log.open("wb") as logf:
+                    self._proc = subprocess.Popen(
+                        cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                        start_new_session=True)
+                self.port = port
+                ready = self._wait_ready(log)
+            except BaseException:  # a signal or Ctrl-C while starting: leave nothing behind
+                self.stop()
+                raise
+            if ready:
+                # rustac has loaded its inputs into memory: a killed owner leaves no files
+                self._remove_workdir()
                 return self
             last_err = log.read_text(errors="replace")[-2000:]
             self.stop()
@@ -144,21 +168,31 @@ class LocalStacApi:
         return False
 
     def stop(self) -> None:
-        """Stop the server and its process group; safe to call twice."""
+        """Stop the server and its process group (watchdog included); safe to call twice."""
         proc, self._proc = self._proc, None
-        if proc is not None and proc.poll() is None:
-            with contextlib.suppress(ProcessLookupError):
+        if proc is not None:
+            # the group even when its leader has exited: the watchdog may still be in it
+            with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGTERM)
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
+                with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        if self._workdir is not None:
-            self._workdir.cleanup()
-            self._workdir = None
+        self._remove_workdir()
         self.port = None
+
+    def _remove_workdir(self) -> None:
+        if self._workdir is not None:
+            with contextlib.suppress(OSError):
+                self._workdir.cleanup()
+            self._workdir = None
+
+    @property
+    def workdir(self) -> str | None:
+        """The temporary folder of the server's inputs while it starts (``None`` after)."""
+        return None if self._workdir is None else self._workdir.name
 
     @property
     def pid(self) -> int | None:

@@ -102,3 +102,114 @@ def test_no_orphan_process_when_the_caller_raises(tiny_archive):
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
     assert api.port is None
+
+
+def _alive(pid: int) -> bool:
+    import psutil
+
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def _wait_gone(pids, seconds: float) -> list[int]:
+    import time
+
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        left = [p for p in pids if _alive(p)]
+        if not left:
+            return []
+        time.sleep(0.05)
+    return [p for p in pids if _alive(p)]
+
+
+def _wait_line(proc, prefix: str, seconds: float = 60) -> str:
+    import selectors
+    import time
+
+    sel = selectors.DefaultSelector()
+    sel.register(proc.stdout, selectors.EVENT_READ)
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if sel.select(timeout=0.5):
+            line = proc.stdout.readline().decode()
+            if line.startswith(prefix):
+                return line
+            if not line and proc.poll() is not None:
+                break
+    proc.kill()
+    raise AssertionError(f"no line starting {prefix!r}: {proc.stderr.read().decode()[-2000:]}")
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.name != "posix", reason="signals and process groups are POSIX")
+def test_eocube_serve_stopped_by_sigterm_leaves_no_server_and_no_files(tiny_archive, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    exe = os.path.join(os.path.dirname(sys.executable), "eocube")
+    proc = subprocess.Popen([exe, "serve", str(tiny_archive)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp)})
+    url = _wait_line(proc, "STAC API at ").split()[3]
+    with urllib.request.urlopen(url + "/collections") as r:
+        assert r.status == 200
+    children = [c.pid for c in psutil.Process(proc.pid).children(recursive=True)]
+    assert children, "the server runs as a child of eocube serve"
+    proc.send_signal(signal.SIGTERM)
+    assert proc.wait(timeout=30) == 0  # a clean exit, not killed by the signal (-15)
+    # stop() waited for the server: nothing is left the moment serve has exited (the watchdog
+    # would take up to half a second more, so this checks the SIGTERM path, not the watchdog)
+    assert [p for p in children if _alive(p)] == []
+    assert list(tmp.iterdir()) == []
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.skipif(os.name != "posix", reason="signals and process groups are POSIX")
+def test_a_killed_owner_takes_its_server_along(tiny_archive, tmp_path):
+    import signal
+    import subprocess
+    import sys
+
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    script = ("import sys, time\n"
+              "from eocube.catalog import LocalStacApi\n"
+              f"api = LocalStacApi({str(tiny_archive)!r}).start()\n"
+              "print('PID', api.pid, api.url, flush=True)\n"
+              "time.sleep(600)\n")
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, env={**os.environ, "TMPDIR": str(tmp)})
+    _, pid, url = _wait_line(proc, "PID ").split()
+    with urllib.request.urlopen(url + "/collections") as r:
+        assert r.status == 200
+    assert _alive(int(pid))
+    proc.send_signal(signal.SIGKILL)  # a Jupyter kernel killed: no cleanup code runs
+    proc.wait(timeout=10)
+    assert _wait_gone([int(pid)], 5) == []
+    assert list(tmp.iterdir()) == []  # the inputs were removed once the server had them
+
+
+def test_the_server_survives_its_starting_thread_and_loses_its_input_files(tiny_archive):
+    import threading
+
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault("api", LocalStacApi(tiny_archive).start()))
+    t.start()
+    t.join()
+    api = box["api"]
+    pid = api.pid
+    try:
+        assert api.workdir is None
+        with urllib.request.urlopen(api.url + "/collections") as r:
+            assert len(json.load(r)["collections"]) == len(open_archive(tiny_archive)
+                                                           .collection_ids)
+    finally:
+        api.stop()
+    assert pid is not None and not _alive(pid)
