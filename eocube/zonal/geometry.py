@@ -54,7 +54,8 @@ def repair_polygons(
     """Polygonal geometries made valid, the one repair rule of every zonal function.
 
     Invalid geometries (a self-intersecting footprint, a bow-tie zone) are repaired with
-    ``shapely.make_valid`` and a :class:`GeometryRepairWarning` naming them by ``index``;
+    ``shapely.make_valid`` (its ``"structure"`` method where the default one returns an
+    invalid result) and a :class:`GeometryRepairWarning` naming them by ``index``;
     the repair and any geometry collection are reduced to their polygonal part. Missing
     geometries become empty polygons. Valid polygons are returned as they are.
 
@@ -100,7 +101,14 @@ def repair_polygons(
             GeometryRepairWarning,
             stacklevel=stacklevel,
         )
-        arr[invalid] = shapely.make_valid(arr[invalid])
+        fixed = shapely.make_valid(arr[invalid])
+        # GEOS's default ("linework") repair can itself return an invalid polygon on
+        # near-degenerate input (a sliver with a 1e-124 coordinate, its area negative);
+        # the "structure" method rebuilds the polygon from its rings instead
+        bad = ~shapely.is_valid(fixed)
+        if bad.any():
+            fixed[bad] = shapely.make_valid(arr[invalid][bad], method="structure")
+        arr[invalid] = fixed
     fix = invalid | collection
     arr[fix] = [_polygonal_part(g) for g in arr[fix]]
     return arr

@@ -54,10 +54,28 @@ def test_total_coverage_is_the_area_on_the_raster(small, xy, chunk):
     parts = [p for p in shapely.get_parts(poly) if p.geom_type == "Polygon"]
     assume(parts)
     poly = shapely.MultiPolygon(parts)
+    # make_valid can return an invalid polygon (negative area) on near-degenerate input:
+    # no reference area then (test_repair_of_a_repair_that_stays_invalid covers it)
+    assume(poly.is_valid)
     z = gpd.GeoDataFrame(geometry=[poly], crs=small.crs)
     got = zonal_coverage(z, small, chunks=chunk).to_scipy().sum()
     want = poly.intersection(shapely.box(*small.extent.boundingbox)).area / 100.0
     assert abs(got - want) <= 1e-6 * max(1.0, want) + 1e-5
+
+
+def test_repair_of_a_repair_that_stays_invalid(small):
+    # found by the property above: GEOS's default make_valid of this polygon is invalid itself
+    # (a 1e-124 sliver and a triangle as its "hole", area −1), and its coverage was 0
+    import geopandas as gpd
+
+    from eocube.zonal import GeometryRepairWarning
+
+    xy = [(2.0, 3.7282974383432126e-124), (2.0, 0.0), (0.0, 2.0), (0.0, 0.0), (1.0, 1.0)]
+    z = gpd.GeoDataFrame(geometry=[shapely.Polygon(xy)], crs=small.crs)
+    assert not shapely.make_valid(z.geometry.iloc[0]).is_valid
+    with pytest.warns(GeometryRepairWarning, match="1 invalid zone geometry"):
+        got = zonal_coverage(z, small, chunks=3).to_scipy().sum()
+    assert got == pytest.approx(1.0 / 100.0, rel=1e-6)  # the triangle (0 0, 1 1, 0 2)
 
 
 def test_center_rule_equals_point_in_polygon(small, zones):
