@@ -162,3 +162,18 @@ def test_a_geometry_in_metres_is_refused_and_lonlat_boxes_pass():
     assert _check_bbox((170.0, -10.0, -170.0, 10.0)) == [170.0, -10.0, -170.0, 10.0]  # 180°
     assert _check_bbox([114, 22.5, 0, 114.1, 22.6, 100]) == [114, 22.5, 0, 114.1, 22.6, 100]
     assert _check_bbox((-180, -90, 180, 90)) == [-180, -90, 180, 90]
+
+
+def test_the_package_exports_its_public_api_in_flow_order():
+    import eocube.catalog as catalog
+    from eocube.catalog.server import free_port
+
+    assert catalog.search is search and callable(catalog.search)
+    assert "free_port" not in catalog.__all__ and free_port() > 0
+    for name in catalog.__all__:
+        assert getattr(catalog, name) is not None
+    modules = [getattr(catalog, n).__module__.rsplit(".", 1)[-1] for n in catalog.__all__
+               if hasattr(getattr(catalog, n), "__module__") and callable(getattr(catalog, n))]
+    order = ["profiles", "search", "archive", "server", "validate", "hrefs"]
+    firsts = [modules.index(m) for m in order]
+    assert firsts == sorted(firsts), modules

@@ -4,11 +4,11 @@ as a fault-free server or a typed error."""
 
 from __future__ import annotations
 
+import importlib
 import time
 
 import pytest
 
-from eocube.catalog import search as search_module
 from eocube.catalog.search import clear_collection_cache, search
 from eocube.errors import ConfigError, EmptySearchError, SearchError
 from eocube.testing.http import Fault, FaultServer, StacPages
@@ -219,6 +219,8 @@ def test_tokens_in_urls_never_reach_the_message():
 
 
 def test_retry_after_is_capped():
+    # the module, not the function eocube.catalog exports under the same name
+    search_module = importlib.import_module("eocube.catalog.search")
     io = search_module._stac_io(2, 0.1, 5.0)
     retry = io.session.adapters["http://"].max_retries
     assert retry.retry_after_max == search_module.RETRY_AFTER_MAX == 60
