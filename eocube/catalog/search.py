@@ -128,6 +128,28 @@ def _link_key(link: Mapping[str, Any]) -> str:
                       default=str)
 
 
+# A body cut short (the connection dropped mid-page) is transient too, but urllib3 retries only
+# what fails before the body; pystac-client turns it into an APIError carrying this text.
+_BROKEN_BODY = ("Connection broken", "IncompleteRead", "Connection aborted",
+                "RemoteDisconnected", "ChunkedEncodingError", "Expecting ", "Unterminated string")
+
+
+def _read_page(io: Any, target: Any, **kw: Any) -> dict[str, Any]:
+    """``io.read_json``, retried (``io.page_retries`` times, exponential ``io.backoff``) when
+    the body arrives broken; every other error is left to urllib3's retries."""
+    import time
+
+    for attempt in range(int(getattr(io, "page_retries", 0)) + 1):
+        try:
+            return dict(io.read_json(target, **kw))
+        except Exception as e:
+            if attempt >= getattr(io, "page_retries", 0) or not any(
+                    t in str(e) for t in _BROKEN_BODY):
+                raise
+            time.sleep(float(getattr(io, "backoff", 0.0)) * 2**attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
 def _guarded_pages(io: Any, url: str, method: str | None, parameters: Any,
                    max_pages: int) -> Iterator[dict[str, Any]]:
     """The pages of a STAC paging endpoint (``/search``, ``/collections``), as pystac-client's
@@ -139,7 +161,7 @@ def _guarded_pages(io: Any, url: str, method: str | None, parameters: Any,
     first_seen: dict[tuple[str, ...], int] = {}
     returned: set[str] = set()
     warned = False
-    page = io.read_json(url, method=method, parameters=parameters)
+    page = _read_page(io, url, method=method, parameters=parameters)
     n = 1
     while True:
         kind = "features" if "features" in page else "collections"
@@ -183,7 +205,7 @@ def _guarded_pages(io: Any, url: str, method: str | None, parameters: Any,
                 f"({len(returned)} items) and the server still offers a 'next' page; narrow the "
                 "search (bbox, datetime, collections) or pass a larger max_pages=")
         requested.add(key)
-        page = io.read_json(Link.from_dict(nxt), parameters=parameters)
+        page = _read_page(io, Link.from_dict(nxt), parameters=parameters)
         n += 1
 
 
@@ -195,6 +217,8 @@ def _guarded_io_class() -> type[Any]:
         """``StacApiIO`` whose paging ends in bounded time (``_guarded_pages``)."""
 
         max_pages: int = MAX_PAGES
+        page_retries: int = 0
+        backoff: float = 0.0
 
         def get_pages(self, url: str, method: str | None = None,
                       parameters: dict[str, Any] | None = None) -> Iterator[dict[str, Any]]:
@@ -216,7 +240,7 @@ def _stac_io(retries: int, backoff: float, timeout: float, max_pages: int = MAX_
     except TypeError:
         retry = Retry(**kw)
     io = _guarded_io_class()(max_retries=retry, timeout=timeout)
-    io.max_pages = max_pages
+    io.max_pages, io.page_retries, io.backoff = max_pages, retries, backoff
     return io
 
 
@@ -379,8 +403,9 @@ def search(catalog: Any = None, /, *, bbox: Sequence[float] | None = None,
         A hook applied to each item before it is returned, such as Planetary Computer's
         ``planetary_computer.sign_inplace``; ``"planetary-computer"`` imports that one.
     retries, backoff, timeout
-        Retries (with exponential ``backoff`` seconds) on connection errors, timeouts and
-        HTTP 429/500/502/503/504, and the per-request timeout in seconds: a server that
+        Retries (with exponential ``backoff`` seconds) on connection errors, timeouts, pages
+        cut short and HTTP 429/500/502/503/504 (a ``Retry-After`` is honoured up to 60 s),
+        and the per-request timeout in seconds: a server that
         hangs fails after about ``(retries + 1) * timeout`` seconds per request.
     max_pages
         Most result pages followed; a server whose ``next`` links never end (fresh links and

@@ -179,10 +179,18 @@ def test_a_landing_page_that_hangs_fails_in_bounded_time():
         assert time.monotonic() - t0 < 3
 
 
-def test_a_truncated_page_is_a_search_error():
-    with _server([Fault("^/search", truncate=0.5, after=1, first=1)]) as srv, \
-            pytest.raises(SearchError, match="failed"):
-        search(srv.url, collections=COLLECTION, retries=0)
+def test_a_truncated_page_is_retried_to_the_same_result():
+    fault = Fault("^/search", truncate=0.5, after=1, first=2)
+    with _server([fault]) as srv:
+        got = search(srv.url, collections=COLLECTION, retries=2, backoff=0.01)
+        assert fault.applied == 2
+    assert _ids(got) == WANT
+
+
+def test_a_page_truncated_beyond_the_retries_is_a_search_error():
+    with _server([Fault("^/search", truncate=0.5, after=1)]) as srv, \
+            pytest.raises(SearchError, match=r"failed .*(IncompleteRead|Connection broken)"):
+        search(srv.url, collections=COLLECTION, retries=1, backoff=0.01)
 
 
 def test_a_permanent_404_is_not_retried():
