@@ -249,10 +249,16 @@ def nodata_value(data: xr.DataArray, /) -> float | None:
         nd = enc["_FillValue"]
     if nd is None:
         return None
+    if data.dtype.kind not in "iuf":
+        return None
     try:
-        return float(np.asarray(nd).astype(data.dtype)) if data.dtype.kind in "biuf" else None
+        value = float(nd)
+        cast = float(np.asarray(value).astype(data.dtype))
     except (TypeError, ValueError, OverflowError):
         return None
+    if data.dtype.kind in "iu" and cast != value:
+        return None  # e.g. nodata=-1 on uint8: no pixel can hold it (the cast would wrap)
+    return cast
 
 
 def mask_nodata(data: xr.DataArray, /) -> xr.DataArray:

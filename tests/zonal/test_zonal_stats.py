@@ -285,3 +285,16 @@ def test_zonal_sums_density_keeps_the_fill_out(gbox):
     ds = zonal_sums({"ntl": ntl}, z, density=True)
     valid_area = (a != -9999.0).sum() * 500.0**2
     np.testing.assert_allclose(ds["ntl"].values, [2.0 * valid_area], rtol=1e-9)
+
+
+def test_fill_value_is_compared_in_the_data_dtype(gbox):
+    z = gpd.GeoDataFrame(geometry=[shapely.box(*gbox.extent.boundingbox)], crs=gbox.crs)
+    a = np.full(gbox.shape.yx, 2.0, "float32")
+    a[:, :100] = 0.1  # a float32 fill written to the attributes as the float64 0.1
+    ds = zonal_stats(wrap_xr(a, gbox).assign_attrs(nodata=0.1), z, stats=["count", "min"])
+    np.testing.assert_allclose(ds["count"], 200 * 200)
+    np.testing.assert_allclose(ds["min"], 2.0)
+    # a fill no pixel can hold (−1 on uint8) masks nothing: 255 stays data
+    u = np.full(gbox.shape.yx, 255, "uint8")
+    ds = zonal_stats(wrap_xr(u, gbox).assign_attrs(nodata=-1), z, stats=["count"])
+    np.testing.assert_allclose(ds["count"], 200 * 300)
