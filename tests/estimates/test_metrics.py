@@ -247,3 +247,17 @@ def test_mask_or_weights_of_the_wrong_shape_are_named():
         m.mae(t.astype(float), p.astype(float), sample_weight=w[:-1])
     with pytest.raises(EstimateError, match=r"mask \(3,\)"):
         m.spearman(t.astype(float), p.astype(float), mask=np.ones(3, bool))
+
+
+def test_dask_map_metrics_with_nodata_under_a_lazy_mask():
+    t, p, _ = _maps(11, 600)
+    keep = np.arange(600) >= 20
+    tn = np.where(keep, t, np.nan)
+    counter = _Counter()
+    with dask.config.set(scheduler=counter):
+        lazy = m.map_metrics(da.from_array(tn, chunks=100), da.from_array(p, chunks=150),
+                             mask=da.from_array(keep, chunks=120))
+        assert counter.n == 0
+        values = dict(zip(lazy, dask.compute(*lazy.values()), strict=True))
+    assert values["f1"] == pytest.approx(skm.f1_score(t[keep], p[keep]))
+    assert values["kappa"] == pytest.approx(skm.cohen_kappa_score(t[keep], p[keep]))
