@@ -232,3 +232,86 @@ def test_retry_after_is_capped():
     io = search_module._stac_io(2, 0.1, 5.0)
     retry = io.session.adapters["http://"].max_retries
     assert retry.retry_after_max == search_module.RETRY_AFTER_MAX == 60
+
+
+# ---- the fault server itself (eocube.testing.http), which the cube's fault tests reuse ----
+
+def _get(url: str, headers: dict | None = None, timeout: float = 5) -> tuple[int, bytes, dict]:
+    import urllib.error
+    import urllib.request
+
+    req = urllib.request.Request(url, headers=headers or {})
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            return r.status, r.read(), dict(r.headers)
+    except urllib.error.HTTPError as e:
+        return e.code, e.read(), dict(e.headers)
+
+
+def test_static_files_with_byte_ranges(tmp_path):
+    data = bytes(range(256)) * 4
+    (tmp_path / "a").mkdir()
+    (tmp_path / "a" / "B04.tif").write_bytes(data)
+    (tmp_path / "secret").write_bytes(b"s")
+    with FaultServer(root=tmp_path / "a") as srv:
+        u = srv.url + "/B04.tif"
+        assert _get(u)[:2] == (200, data) and _get(u)[2]["Accept-Ranges"] == "bytes"
+        st, body, h = _get(u, {"Range": "bytes=10-19"})
+        assert (st, body, h["Content-Range"]) == (206, data[10:20], "bytes 10-19/1024")
+        assert _get(u, {"Range": "bytes=1000-"})[1] == data[1000:]
+        assert _get(u, {"Range": "bytes=-4"})[1] == data[-4:]
+        assert _get(u, {"Range": "bytes=5000-5001"})[0] == 416
+        assert _get(srv.url + "/missing.tif")[0] == 404
+        assert _get(srv.url + "/../secret")[0] == 404
+        assert _get(srv.url + "/%2e%2e/secret")[0] == 404
+
+
+def test_faults_by_share_first_after_and_permanent_404(tmp_path):
+    (tmp_path / "x.tif").write_bytes(b"II*\x00")
+    faults = [Fault(r"x\.tif$", status=503, share=0.5), Fault("gone", status=404)]
+    with FaultServer(root=tmp_path, faults=faults, seed=3) as srv:
+        codes = [_get(srv.url + "/x.tif")[0] for _ in range(40)]
+        assert 8 < codes.count(503) < 32 and set(codes) == {200, 503}
+        assert {_get(srv.url + "/gone.tif")[0] for _ in range(3)} == {404}
+    with FaultServer(root=tmp_path, faults=faults, seed=3) as srv:  # same seed, same draws
+        assert [_get(srv.url + "/x.tif")[0] for _ in range(40)] == codes
+    with FaultServer(root=tmp_path, faults=[Fault(".", status=429, after=1, first=2,
+                                                  retry_after=7)]) as srv:
+        got = [_get(srv.url + "/x.tif") for _ in range(4)]
+        assert [g[0] for g in got] == [200, 429, 429, 200]
+        assert got[1][2]["Retry-After"] == "7"
+
+
+def test_truncated_body_and_released_hang(tmp_path):
+    import http.client
+
+    (tmp_path / "x.tif").write_bytes(bytes(1000))
+    with FaultServer(root=tmp_path, faults=[Fault("x", truncate=0.25)]) as srv, \
+            pytest.raises(http.client.IncompleteRead):
+        _get(srv.url + "/x.tif")
+    srv = FaultServer(root=tmp_path, faults=[Fault("x", hang=float("inf"))]).start()
+    t0 = time.monotonic()
+    with pytest.raises(OSError):  # the client's timeout; the server holds the request
+        _get(srv.url + "/x.tif", timeout=0.5)
+    srv.close()  # releases the stalled handler
+    assert time.monotonic() - t0 < 5
+
+
+def test_gdal_reads_a_cog_through_the_fault_server(tmp_path):
+    np = pytest.importorskip("numpy")
+    rasterio = pytest.importorskip("rasterio")
+    from rasterio.transform import from_origin
+
+    arr = np.arange(256 * 256, dtype="uint16").reshape(256, 256)
+    with rasterio.open(tmp_path / "B04.tif", "w", driver="GTiff", width=256, height=256,
+                       count=1, dtype="uint16", tiled=True, blockxsize=128, blockysize=128,
+                       crs="EPSG:32650", transform=from_origin(0, 0, 10, 10)) as dst:
+        dst.write(arr, 1)
+    with FaultServer(root=tmp_path, faults=[Fault("B04", status=503, share=0.3)],
+                     seed=0) as srv, rasterio.Env(GDAL_HTTP_MAX_RETRY=10,
+                                                  GDAL_HTTP_RETRY_DELAY=0.01,
+                                                  GDAL_DISABLE_READDIR_ON_OPEN="EMPTY_DIR"):
+        with rasterio.open(srv.url + "/B04.tif") as src:
+            got = src.read(1)
+        assert srv.count("B04") > 1
+    assert (got == arr).all()
