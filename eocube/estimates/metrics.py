@@ -52,7 +52,15 @@ def _flat(**arrays: Any) -> list[Any]:
         raise EstimateError(
             f"inputs have different shapes: {first} {s0}, {bad}; they must match (pass "
             "sample_weight and mask with the shape of y_true)")
-    return [a.reshape(-1) for a in given.values()]
+    flat = [a.reshape(-1) for a in given.values()]
+    lazy = [a for a in flat if _is_dask(a)]
+    if lazy:
+        # one chunking for all (bincount needs its weights on the labels' chunks)
+        import dask.array as da
+
+        chunks = lazy[0].chunks
+        flat = [da.asarray(a).rechunk(chunks) for a in flat]
+    return flat
 
 
 def _weights(n_like: Any, sample_weight: Any, mask: Any) -> Any:
@@ -108,7 +116,7 @@ def _labels(a: Any, keep: Any, *, name: str, n_classes: int) -> Any:
         check = functools.partial(_check_block, name=name, n_classes=int(n_classes))
         if keep is None:
             return da.map_blocks(check, a, None, dtype=a.dtype)
-        return da.map_blocks(check, a, keep, dtype=a.dtype)
+        return da.map_blocks(check, a, keep, dtype=a.dtype)  # one chunking (see _flat)
     return _check_block(a, keep, name=name, n_classes=n_classes)
 
 
