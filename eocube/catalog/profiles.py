@@ -244,8 +244,10 @@ def _s2(name: str, common: tuple[str, ...], res: float) -> BandSpec:
 
 SENTINEL2_L2A = SensorProfile(
     name="sentinel-2-l2a",
+    # Earth Search: Collection 1 (reprocessed, offsets in raster:bands) is the one searched;
+    # items of its legacy "sentinel-2-l2a" collection are still recognised (same id as PC's)
     collections={"local": "sentinel-2-l2a", "planetary-computer": "sentinel-2-l2a",
-                 "earth-search": "sentinel-2-l2a"},
+                 "earth-search": "sentinel-2-c1-l2a"},
     bands=(
         _s2("B01", ("coastal",), 60), _s2("B02", ("blue",), 10), _s2("B03", ("green",), 10),
         _s2("B04", ("red",), 10), _s2("B05", ("rededge1", "rededge"), 20),

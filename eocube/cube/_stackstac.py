@@ -106,7 +106,6 @@ def _stack_item(it: ParsedItem, plan: LoadPlan) -> dict[str, Any]:
 
 def read(plan: LoadPlan, /) -> xr.Dataset:
     """The plan's raw (time, y, x) bands, read by stackstac (lazily)."""
-    import dask.array as da
     import stackstac
     from rasterio.enums import Resampling
 
@@ -117,37 +116,58 @@ def read(plan: LoadPlan, /) -> xr.Dataset:
     if epsg is None:
         raise GridError(f"engine='stackstac' needs a CRS with an EPSG code, not {gb.crs}")
     items = plan.items
-    dicts = [_stack_item(it, plan) for it in items]
+    # stackstac drops the items (and assets) that miss the output bounds: ids that are the
+    # positions in ``items`` say which ones it kept
+    dicts = [{**_stack_item(it, plan), "id": str(i)} for i, it in enumerate(items)]
     bounds = tuple(gb.boundingbox)
     res = (abs(gb.resolution.x), abs(gb.resolution.y))
     reader = ReaderRaise if plan.on_error == "raise" else ReaderNan
     cy = int(plan.chunks.get("y", DEFAULT_CHUNKS["y"]))
     cx = int(plan.chunks.get("x", DEFAULT_CHUNKS["x"]))
-    sizes = tuple(len(g) for g in plan.groups)
-    out: dict[str, xr.DataArray] = {}
     by_method: dict[str, list[str]] = {}
     for b, m in plan.resampling.items():
         by_method.setdefault(m, []).append(b)
+    out: dict[str, xr.DataArray] = {}
     for m, bs in by_method.items():
-        # one chunk along time per group of items, so fusing a group is one task per chunk
         arr = stackstac.stack(
             dicts, assets=bs, epsg=int(epsg), resolution=res, bounds=bounds,
             snap_bounds=False, dtype=np.dtype("float32"), fill_value=np.float32(np.nan),
-            rescale=False, sortby_date=False, chunksize=(sizes, 1, cy, cx),
+            rescale=False, sortby_date=False, chunksize=(1, 1, cy, cx),
             resampling=Resampling[m], reader=reader, gdal_env=stackstac_env(),
             xy_coords="center")
         if arr.shape[-2:] != tuple(gb.shape.yx):
             raise GridError(f"stackstac made a {arr.shape[-2:]} grid for the {gb.shape.yx} "
                             "GeoBox; this is a bug, please report it")
+        kept = [int(i) for i in np.atleast_1d(arr["id"].values)]
+        band_pos = {str(v): j for j, v in enumerate(np.atleast_1d(arr["band"].values))}
         for b in bs:
-            a = arr.sel(band=b).data
-            units = np.array([_units(it.sources.get(b)) for it in items], "float32")
-            s, o, n = (da.from_array(units[:, k, None, None], chunks=(sizes, 1, 1))
-                       for k in range(3))
-            fused = da.map_blocks(_fuse, a, s, o, n, dtype=a.dtype,
-                                  chunks=((1,) * len(sizes), *a.chunks[1:]))
-            out[b] = xr.DataArray(fused, dims=("time", "y", "x"))
+            out[b] = xr.DataArray(_fuse_steps(arr, band_pos.get(b), kept, plan, b),
+                                  dims=("time", "y", "x"))
     return xr.Dataset(out)
+
+
+def _fuse_steps(arr: Any, j: int | None, kept: list[int], plan: LoadPlan, band: str) -> Any:
+    """One task per time step and chunk that fuses the step's items of band ``j`` of
+    stackstac's (item, band, y, x) array ``arr`` (``kept``: their positions in the plan)."""
+    import dask.array as da
+    from dask.base import tokenize
+    from dask.highlevelgraph import HighLevelGraph
+
+    pos = {p: i for i, p in enumerate(kept)}
+    steps, start = [], 0
+    for g in plan.groups:
+        members = [(pos[p], _units(it.sources.get(band)))
+                   for p, it in enumerate(g, start) if p in pos]
+        steps.append(members if j is not None else [])
+        start += len(g)
+    ych, xch = arr.chunks[2], arr.chunks[3]
+    data = arr.data
+    name = f"eocube-stackstac-{band}-" + tokenize(data.name, j, steps)
+    dsk = {(name, t, iy, ix): (_fuse, [(data.name, i, j, iy, ix) for i, _ in st],
+                               [u for _, u in st], (ych[iy], xch[ix]))
+           for t, st in enumerate(steps) for iy in range(len(ych)) for ix in range(len(xch))}
+    graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
+    return da.Array(graph, name, ((1,) * len(steps), ych, xch), dtype=np.dtype("float32"))
 
 
 def _units(src: BandSource | None) -> tuple[float, float, float]:
@@ -157,19 +177,20 @@ def _units(src: BandSource | None) -> tuple[float, float, float]:
     return src.scale, src.offset, math.nan if src.nodata is None else src.nodata
 
 
-def _fuse(a: np.ndarray, scale: np.ndarray, offset: np.ndarray, nodata: np.ndarray
-          ) -> np.ndarray:
-    """One time step of one chunk: the items' stored values ``a`` (items, y, x), each scaled
-    by its own scale and offset and its nodata made NaN, fused in order (first finite value,
-    else a failure marker, else NaN); the others are (items, 1, 1)."""
-    out = np.full(a.shape[1:], np.nan, dtype=a.dtype)
-    for layer, s, o, nod in zip(a, scale.ravel(), offset.ravel(), nodata.ravel(), strict=True):
+def _fuse(blocks: list[np.ndarray], units: list[tuple[float, float, float]],
+          shape: tuple[int, int]) -> np.ndarray:
+    """One time step of one chunk from its items' stackstac blocks (1, 1, y, x) of stored
+    values: each scaled by its own scale and offset, its nodata made NaN, fused in order
+    (first finite value, else a failure marker, else NaN)."""
+    out = np.full(shape, np.nan, dtype="float32")
+    for block, (s, o, nod) in zip(blocks, units, strict=True):
+        layer = block[0, 0]
         if s != 1 or o != 0:
-            v = np.multiply(layer, s, dtype=a.dtype)
-            v += o
+            v = np.multiply(layer, np.float32(s), dtype="float32")
+            v += np.float32(o)
         else:
             v = layer.copy()
-        if not np.isnan(nod):
-            v[layer == nod] = np.nan
+        if not math.isnan(nod):
+            v[layer == np.float32(nod)] = np.nan
         fuse_finite_first(out, v)
     return out[None]

@@ -83,3 +83,19 @@ def test_unknown_names_are_refused_with_the_choices():
         SENTINEL2_L2A.band("B99")
     with pytest.raises(ConfigError, match="matches no sensor profile"):
         profile_for_item({"id": "x", "collection": "landsat-c2-l2", "assets": {}})
+
+
+def test_earth_search_collection_1_items_are_sentinel_2():
+    # a real Earth Search item of sentinel-2-c1-l2a (source: tests/catalog/data/SOURCES.md)
+    it = _item("es_c1_sentinel2_l2a.json")
+    assert it["collection"] == "sentinel-2-c1-l2a"
+    assert profile_for_item(it) is SENTINEL2_L2A
+    assert SENTINEL2_L2A.band_map(it) == {"B02": "blue", "B03": "green", "B04": "red",
+                                          "B05": "rededge1", "B08": "nir", "B8A": "nir08",
+                                          "B11": "swir16", "SCL": "scl"}
+    assert SENTINEL2_L2A.scale_offset(it, "red") == pytest.approx((1e-4, -0.1))
+    assert SENTINEL2_L2A.scale_offset(it, "B8A") == pytest.approx((1e-4, -0.1))
+    assert SENTINEL2_L2A.nodata(it, "nir") == 0 and SENTINEL2_L2A.nodata(it, "SCL") == 0
+    # Earth Search is searched in Collection 1; its legacy collection is still recognised
+    assert SENTINEL2_L2A.collection(CATALOG_URLS["earth-search"]) == "sentinel-2-c1-l2a"
+    assert profile_for_item(_item("es_sentinel2_l2a.json")) is SENTINEL2_L2A
