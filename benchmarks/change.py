@@ -1,4 +1,4 @@
-"""CCDC speed: eocube's CCDC against lcmap-pyccd, per pixel, on one CPU core.
+"""CCDC speed and agreement: eocube's CCDC against lcmap-pyccd, per pixel, on one CPU core.
 
 Both run on the same 20-year, 8-day, 7-band Landsat-like series (30 % cloud, half the pixels
 with a step change), in the same process. pyccd is timed on a few hundred pixels, eocube's
@@ -8,6 +8,13 @@ and checked against the numba results. On a machine with CUDA, the torch backend
 timed on a 1024×1024 tile.
 
     .venv/bin/python benchmarks/change.py [--quick] [--pixels N] [--pyccd-pixels M]
+
+``--real`` instead compares the two on real Landsat pixel series from public repositories'
+test resources (tests/change/data, sources in its README): break / no-break agreement and
+break dates matched within one revisit (16 days). pyccd runs live when installed, else its
+recorded results (tests/change/data/pyccd_results.json) are used; ``--record`` rewrites them.
+
+    .venv/bin/python benchmarks/change.py --real [--record]
 """
 
 from __future__ import annotations
@@ -18,11 +25,22 @@ for _v in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_
     os.environ[_v] = "1"  # one core: set before numpy loads its BLAS
 
 import argparse  # noqa: E402
+import datetime  # noqa: E402
+import json  # noqa: E402
 import time  # noqa: E402
+from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
 from eocube.change import ccdc_numpy  # noqa: E402
+from eocube.change.pyccd import PYCCD_DETECTION, PYCCD_TMASK, from_pyccd  # noqa: E402
+
+DATA = Path(__file__).resolve().parent.parent / "tests" / "change" / "data"
+RECORDED = DATA / "pyccd_results.json"
+REVISIT = 16  # days: one Landsat revisit
+#: pyccd's parameters for CFMask QA (its test resources predate the bit-packed ARD QA)
+CFMASK_PARAMS = {"QA_BITPACKED": False, "QA_FILL": 255, "QA_CLEAR": 0, "QA_WATER": 1,
+                 "QA_SHADOW": 2, "QA_SNOW": 3, "QA_CLOUD": 4}
 
 BASE = np.array([400, 700, 600, 3000, 2000, 1200, 2900.0])  # Landsat SR × 10 000, + thermal
 AMP = np.array([100, 150, 200, 800, 300, 200, 300.0])
@@ -78,13 +96,106 @@ def run_pyccd(ordinal, y, qa):
     return time.perf_counter() - t0, np.array(out, dtype=float)
 
 
+def real_series() -> dict[str, np.ndarray]:
+    """The shipped real pixel series: name -> (time, 9+) rows of date, 7 bands, CFMask QA."""
+    return {p.stem: np.loadtxt(p, delimiter=",", ndmin=2) for p in sorted(DATA.glob("*.csv"))}
+
+
+def pyccd_on(rows: np.ndarray) -> list[dict]:
+    """pyccd 2021.7 on one pixel (CFMask QA): its change models, dates as ISO strings."""
+    import ccd
+    import ccd.math_utils
+    import scipy.stats
+
+    # pyccd (2021) uses np.bool and indexes scipy.stats.mode's result: both gone since
+    np.bool = bool  # type: ignore[attr-defined]
+    ccd.math_utils.mode = lambda a: scipy.stats.mode(a, keepdims=True)
+    r = ccd.detect(rows[:, 0].astype(int), *rows[:, 1:8].T, rows[:, 8].astype(int),
+                   params=dict(CFMASK_PARAMS))
+    iso = lambda o: datetime.date.fromordinal(int(o)).isoformat()  # noqa: E731
+    return [{"start_day": iso(m["start_day"]), "end_day": iso(m["end_day"]),
+             "break_day": iso(m["break_day"]), "observation_count": int(m["observation_count"]),
+             "change_probability": float(m["change_probability"]),
+             "curve_qa": int(m["curve_qa"])} for m in r["change_models"]]
+
+
+def eocube_on(rows: np.ndarray, backend: str = "numba") -> dict[str, np.ndarray]:
+    """eocube's ccdc_numpy on one pixel, through the same filters pyccd applies."""
+    s = from_pyccd(rows[:, 0], rows[:, 1:8].T, rows[:, 8].astype(int))
+    return ccdc_numpy(s.values, s.dates, qa=s.qa, detection_bands=list(PYCCD_DETECTION),
+                      tmask_bands=list(PYCCD_TMASK), backend=backend)
+
+
+def compare(eo: dict[str, np.ndarray], models: list[dict]) -> dict:
+    """Break / no break and break dates of one pixel: eocube against pyccd's models."""
+    to_day = lambda iso: float(np.datetime64(iso, "D").astype("int64"))  # noqa: E731
+    py = [to_day(m["break_day"]) for m in models if m["change_probability"] == 1]
+    ours = sorted(eo["break_day"][0][eo["is_break"][0]].tolist())
+    matched = sum(any(abs(b - o) <= REVISIT for o in ours) for b in py)
+    found = sum(any(abs(b - o) <= REVISIT for b in py) for o in ours)
+    return {"pyccd_breaks": len(py), "eocube_breaks": len(ours), "agree": bool(py) == bool(ours),
+            "pyccd_matched": matched, "eocube_matched": found,
+            "status": int(eo["status"][0])}
+
+
+def run_real(record: bool) -> dict:
+    """Compare on every shipped series; print a table and the totals; return the totals."""
+    series = real_series()
+    try:
+        live = {name: pyccd_on(rows) for name, rows in series.items()}
+        import ccd
+
+        source = f"lcmap-pyccd {ccd.__version__ if hasattr(ccd, '__version__') else ''}"
+        source = source.strip() + " (run now)"
+    except ImportError:
+        live = None
+    if record:
+        if live is None:
+            raise SystemExit("--record needs lcmap-pyccd: pip install --no-deps "
+                             "lcmap-pyccd==2021.7.19 scikit-learn")
+        from importlib.metadata import version
+
+        RECORDED.write_text(json.dumps({
+            "produced_by": "benchmarks/change.py --record: ccd.detect(dates, blue, green, red, "
+                           "nir, swir1, swir2, thermal, qa, params=CFMASK_PARAMS) on each CSV",
+            "pyccd": version("lcmap-pyccd"), "scikit-learn": version("scikit-learn"),
+            "numpy": np.__version__, "params": CFMASK_PARAMS, "pixels": live}, indent=1) + "\n")
+        print(f"recorded pyccd results in {RECORDED}")
+    if live is None:
+        rec = json.loads(RECORDED.read_text())
+        live, source = rec["pixels"], f"lcmap-pyccd {rec['pyccd']} (recorded in {RECORDED.name})"
+    print(f"real Landsat pixel series: {len(series)} from {DATA}; reference: {source}")
+    tot = {"pixels": 0, "agree": 0, "pyccd_breaks": 0, "pyccd_matched": 0,
+           "eocube_breaks": 0, "eocube_matched": 0}
+    for name, rows in series.items():
+        c = compare(eocube_on(rows), live[name])
+        print(f"  {name:58s} pyccd {c['pyccd_breaks']} breaks, eocube {c['eocube_breaks']} "
+              f"(status {c['status']}), matched {c['pyccd_matched']}/{c['pyccd_breaks']}"
+              f"{'' if c['agree'] else '  DISAGREE'}")
+        tot["pixels"] += 1
+        for k in ("agree", "pyccd_breaks", "pyccd_matched", "eocube_breaks", "eocube_matched"):
+            tot[k] += int(c[k])
+    print(f"break / no break agreement: {tot['agree']}/{tot['pixels']} pixels "
+          f"({tot['agree'] / tot['pixels']:.0%}); pyccd breaks matched by eocube within "
+          f"{REVISIT} d: {tot['pyccd_matched']}/{tot['pyccd_breaks']}; eocube breaks matched by "
+          f"pyccd: {tot['eocube_matched']}/{tot['eocube_breaks']}")
+    return tot
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="small sizes, for a smoke run")
     ap.add_argument("--pixels", type=int, default=None, help="eocube pixels (default 8192)")
     ap.add_argument("--pyccd-pixels", type=int, default=None, help="pyccd pixels (default 200)")
     ap.add_argument("--gpu-side", type=int, default=1024, help="GPU tile side (pixels)")
+    ap.add_argument("--real", action="store_true",
+                    help="agreement with pyccd on the shipped real Landsat series")
+    ap.add_argument("--record", action="store_true",
+                    help="with --real: rewrite the recorded pyccd results (needs pyccd)")
     args = ap.parse_args()
+    if args.real:
+        run_real(args.record)
+        return
     n_eo = args.pixels or (1024 if args.quick else 8192)
     n_py = args.pyccd_pixels or (10 if args.quick else 200)
 

@@ -30,6 +30,10 @@ from eocube.change._model import (
     thresholds,
 )
 
+_EPS = float(np.finfo(np.float64).eps)
+#: pyccd's Tmask regression: bisquare tuning, MAD constant, iterations, convergence tolerance
+_TUNE, _MAD_C, _RLM_ITER, _RLM_TOL = 4.685, 0.6745, 5, 1e-8
+
 
 def _nanmedian(ops: NumpyOps, a: Any) -> Any:
     """Median over the last axis ignoring NaN, numpy's even-count convention on both backends."""
@@ -74,13 +78,15 @@ class _Batch:
     """State of every pixel in the batch; methods act on an index subset of pixels."""
 
     def __init__(self, ops: NumpyOps, values: np.ndarray, days: np.ndarray, det: list[int],
-                 p: CCDCParams) -> None:
+                 tmask_bands: list[int], p: CCDCParams) -> None:
         xp = ops.xp
         self.ops, self.p, self.xp = ops, p, xp
         n_pix, n_time, n_band = values.shape
         self.P, self.T, self.B, self.S = n_pix, n_time, n_band, p.max_segments
         self.det = ops.asarray(np.asarray(det), "i")
         self.det_list = det
+        self.tmask_bands = list(tmask_bands)
+        self.vario_bands = sorted(set(det) | set(tmask_bands))
         self.change_thr, self.outlier_thr = thresholds(p, len(det))
 
         y = ops.asarray(values)
@@ -187,87 +193,97 @@ class _Batch:
         ok = (self.pos[None, :] + lag[:, None]) < self.n[:, None]
         far = ok & ((self.dc[rows[:, None], j2] - self.dc) > p.variogram_days)
         vario_det = []
-        for b in self.det_list:  # one band at a time: contiguous (pixel, time) sorts
+        for b in self.vario_bands:  # one band at a time: contiguous (pixel, time) sorts
             yb = self.yc[:, :, b]
             diff = xp.abs(yb[rows[:, None], j2] - yb)
             vario_det.append(_nanmedian(ops, xp.where(far, diff, math.nan)))
         vario = ops.zeros((self.P, self.B))
-        for b, v in zip(self.det_list, vario_det, strict=True):
+        for b, v in zip(self.vario_bands, vario_det, strict=True):
             vario[:, b] = xp.where(xp.isfinite(v), v, 0.0)
         return vario
 
     # -- the phases ----------------------------------------------------------------------
+    def window(self, a: Any) -> tuple[Any, Any, Any, Any, Any]:
+        """Windows [s, e) of pixels ``a`` padded to the longest: positions (m, W), the flat
+        index, which positions are still in (not removed), and the first and last of those."""
+        ops, xp = self.ops, self.xp
+        width = max(int(ops.to_numpy(self.e[a] - self.s[a]).max()), 1)
+        jj = self.s[a][:, None] + ops.arange(width)[None, :]
+        inwin = jj < self.e[a][:, None]
+        jj = xp.where(inwin, jj, self.s[a][:, None])
+        flat = a[:, None] * self.T + jj
+        ok = inwin & ~self.removedf[flat]
+        first = ops.amin(xp.where(ok, jj, self.T), 1)
+        last = ops.amax(xp.where(ok, jj, -1), 1)
+        return jj, flat, ok, first, last
+
+    def grow(self, g: Any) -> None:
+        """Add the next observation to the initialisation windows of pixels ``g``."""
+        self.update(g, self.e[g], 1.0)
+        self.n_in[g] += 1
+        self.e[g] += 1
+
     def step_init(self, a: Any) -> None:
         p, xp, ops = self.p, self.xp, self.ops
-        s, e, n = self.s[a], self.e[a], self.n[a]
+        e, n = self.e[a], self.n[a]
+        jj, flat, ok, j_first, j_last = self.window(a)
         fail = e + p.min_obs >= n
-        span = self.day(a, e - 1) - self.day(a, s)
+        span = self.day(a, j_last) - self.day(a, j_first)
         ready = ~fail & (self.n_in[a] >= p.min_obs) & (span >= p.min_days)
-        grow = self.take(a, ~fail & ~ready)
-        self.update(grow, self.e[grow], 1.0)
-        self.n_in[grow] += 1
-        self.e[grow] += 1
-
+        self.grow(self.take(a, ~fail & ~ready))
+        self.finish_failed(self.take(a, fail))
         r = self.take(a, ready)
         if r.shape[0] == 0:
-            return self.finish_failed(self.take(a, fail))
+            return
+        jj, flat, ok = jj[ready], flat[ready], ok[ready]
+        j_first, j_last = j_first[ready], j_last[ready]
+        if p.tmask_const > 0:
+            # pyccd's Tmask: drop every outlier of the window at once, unless too few
+            # observations or too short a time would be left (then grow the window instead)
+            out = self.tmask(r, jj, ok) & ok
+            n_out = out.sum(1)
+            keep = ok & ~out
+            k_first = ops.amin(xp.where(keep, jj, self.T), 1)
+            k_last = ops.amax(xp.where(keep, jj, -1), 1)
+            k_span = self.day(r, k_last) - self.day(r, k_first)
+            retry = (n_out > 0) & ((n_out == self.n_in[r]) | (self.n_in[r] - n_out < p.min_obs)
+                                   | (k_span < p.min_days))
+            self.grow(self.take(r, retry))
+            go = ~retry
+            r, jj, flat, out, n_out = r[go], jj[go], flat[go], out[go], n_out[go]
+            j_first = xp.where(n_out > 0, k_first[go], j_first[go])
+            j_last = xp.where(n_out > 0, k_last[go], j_last[go])
+            sc = n_out > 0
+            if ops.any(sc):
+                rs = self.take(r, sc)
+                badf = ops.fl(out[sc])
+                x, y = self.obs(rs, jj[sc])
+                xb = xp.swapaxes(x * badf[:, :, None], 1, 2)
+                self.xtx[rs] -= xb @ x
+                self.xty[rs] -= xb @ y
+                self.yty[rs] -= (y * y * badf[:, :, None]).sum(1)
+                self.n_in[rs] -= n_out[sc]
+                self.removedf[flat[out]] = True
+            if r.shape[0] == 0:
+                return
         cnt = self.n_in[r]
         coef, rmse = _solve(ops, self.xtx[r], self.xty[r], self.yty[r], cnt, cnt * 0 + 4,
                             p.ridge)
         self.coef[r], self.rmse[r] = coef, rmse
-        # the whole window, padded to the longest: (m, W) positions, minus removed ones
-        width = int(ops.to_numpy(self.e[r] - self.s[r]).max())
-        jj = self.s[r][:, None] + ops.arange(width)[None, :]
-        inwin = jj < self.e[r][:, None]
-        jj = xp.where(inwin, jj, self.s[r][:, None])
-        flat = r[:, None] * self.T + jj
-        ok = inwin & ~self.removedf[flat]
-        resid = self.residuals(r, jj)  # (m, W, B)
-        # Tmask's job (pyccd screens windows with a robust fit on green and SWIR1): drop the
-        # observation farthest off the fit if it is beyond tmask_const variograms in a
-        # detection band, and refit next round. One at a time, because a least-squares fit
-        # bent by two bright clouds also misses their neighbours.
-        vd = self.vario[r][:, None, :][..., self.det]
-        ratio = ops.amax(xp.abs(resid[..., self.det]) / xp.where(vd > 0, vd, math.inf), -1)
-        ratio = xp.where(ok, ratio, 0.0)
-        worst = ops.take_along(ratio, ops.argmax(ratio, 1)[:, None], 1)
-        bad = (ratio == worst) & (ratio > p.tmask_const)
-        if p.tmask_const > 0 and ops.any(bad):
-            nbad = bad.sum(1)
-            sc = nbad > 0
-            rs = self.take(r, sc)
-            badf = ops.fl(bad[sc])
-            x, y = self.obs(rs, jj[sc])
-            xb = xp.swapaxes(x * badf[:, :, None], 1, 2)
-            self.xtx[rs] -= xb @ x
-            self.xty[rs] -= xb @ y
-            self.yty[rs] -= (y * y * badf[:, :, None]).sum(1)
-            self.n_in[rs] -= nbad[sc]
-            self.removedf[flat[bad]] = True
-            keep = ~sc
-            r, jj, ok, resid, coef, rmse = (r[keep], jj[keep], ok[keep], resid[keep],
-                                            coef[keep], rmse[keep])
-        pos = ops.arange(width)[None, :]
-        i_first = ops.amin(xp.where(ok, pos, width), 1)
-        i_last = ops.amax(xp.where(ok, pos, -1), 1)
-        first = ops.take_along(resid, i_first[:, None, None], 1)[:, 0]
-        last = ops.take_along(resid, i_last[:, None, None], 1)[:, 0]
-        j_first, j_last = self.s[r] + i_first, self.s[r] + i_last
+        first = self.residuals(r, j_first)
+        last = self.residuals(r, j_last)
         years = (self.day(r, j_last) - self.day(r, j_first)) / DAYS_PER_YEAR
         trend = coef[:, 1, :] * years[:, None]
         den = xp.maximum(self.vario[r], rmse)
         check = ((xp.abs(trend) + xp.abs(first) + xp.abs(last)) / den)[:, self.det]
         stable = (check**2).sum(-1) < self.change_thr
-        # unstable: slide the window one observation forward, as pyccd does
+        # unstable: drop the window's first observation and add the next one, as pyccd does
         uns = self.take(r, ~stable)
-        gone = self.removedf[uns * self.T + self.s[uns]]
-        drop = self.take(uns, ~gone)
-        self.update(drop, self.s[drop], -1.0)
-        self.n_in[drop] -= 1
-        self.update(uns, self.e[uns], 1.0)
-        self.n_in[uns] += 1
-        self.s[uns] += 1
-        self.e[uns] += 1
+        drop = self.take(j_first, ~stable)
+        self.update(uns, drop, -1.0)
+        self.n_in[uns] -= 1
+        self.s[uns] = drop + 1
+        self.grow(uns)
         good = self.take(r, stable)
         self.k[good] = 4
         self.last_in[good] = self.take(j_last, stable)
@@ -277,7 +293,65 @@ class _Batch:
         self.lb_found[lb] = False
         self.phase[lb] = PHASE_LOOKBACK
         self.after_lookback(self.take(good, ~back))
-        self.finish_failed(self.take(a, fail))
+
+    def tmask(self, r: Any, jj: Any, ok: Any) -> Any:
+        """pyccd's Tmask (``ccd.models.tmask``) on windows ``jj`` of pixels ``r``: (m, W)
+        True for an outlier. Per Tmask band a robust fit (pyccd's ``RLM(maxiter=5)``:
+        bisquare-weighted IRLS on a leverage-adjusted MAD scale) of the annual harmonic and
+        the harmonic whose period is the window's length in whole years; an outlier lies
+        farther than ``tmask_const`` variograms from it in any Tmask band. The statements
+        are `_numba._tmask`'s, for all windows at once."""
+        ops, xp, p = self.ops, self.xp, self.p
+        okf = ops.fl(ok)
+        m = okf.sum(1)
+        d = self.dcf[r[:, None] * self.T + jj]
+        d0 = self.day(r, ops.amin(xp.where(ok, jj, self.T), 1))
+        d1 = self.day(r, ops.amax(xp.where(ok, jj, -1), 1))
+        w1 = 2 * math.pi / DAYS_PER_YEAR
+        w2 = (w1 / xp.ceil((d1 - d0) / DAYS_PER_YEAR))[:, None]
+        one = d * 0 + 1.0
+        x = xp.stack([xp.cos(w1 * d), xp.sin(w1 * d), xp.cos(w2 * d), xp.sin(w2 * d), one], -1)
+        eye = ops.fl(ops.arange(5)[:, None] == ops.arange(5)[None, :])[None]
+        ridge = eye * (max(p.ridge, 1e-12) * m)[:, None, None]
+
+        def wls(w: Any, y: Any) -> Any:
+            xw = x * w[..., None]
+            a = xp.swapaxes(xw, 1, 2) @ x + ridge
+            return ops.solve(a, (xp.swapaxes(xw, 1, 2) @ y[..., None]))[..., 0]
+
+        def mad(res: Any) -> Any:
+            srt = ops.sort(xp.where(ok, xp.abs(res), math.inf), 1)
+            c = ops.toi(m) - 4
+            lo = ops.take_along(srt, (4 + (c - 1) // 2)[:, None], 1)[:, 0]
+            hi = ops.take_along(srt, (4 + c // 2)[:, None], 1)[:, 0]
+            return 0.5 * (lo + hi) / _MAD_C
+
+        a0 = xp.swapaxes(x * okf[..., None], 1, 2) @ x + ridge
+        inv = ops.solve(a0, eye + a0 * 0)
+        h = ((x @ inv) * x).sum(-1)
+        adj = 1.0 / xp.sqrt(1.0 - xp.where(h < 0.9999, h, 0.9999))
+        out = ok & ~ok
+        for band in self.tmask_bands:
+            y = self.ycf[r[:, None] * self.T + jj][..., band] * okf
+            mean = y.sum(1) / m
+            std = xp.sqrt((((y - mean[:, None]) * okf) ** 2).sum(1) / m)
+            coef = wls(okf, y)
+            live = mad(y - (x @ coef[..., None])[..., 0]) >= _EPS
+            for _ in range(1, _RLM_ITER):
+                if not ops.any(live):
+                    break
+                c0 = coef
+                res = (y - (x @ c0[..., None])[..., 0]) * adj
+                scale = xp.maximum(_EPS * std, mad(res))
+                u = res / scale[:, None]
+                w = xp.where(xp.abs(u) < _TUNE, (1 - (u / _TUNE) ** 2) ** 2, 0.0) * okf
+                new = wls(w, y)
+                coef = xp.where(live[:, None], new, c0)
+                live = live & (c0 - new > _RLM_TOL).any(1)  # pyccd's check, sign and all
+            pred = (x @ coef[..., None])[..., 0]
+            out = out | (ok & (xp.abs(pred - y) > self.vario[r][:, band][:, None]
+                               * p.tmask_const))
+        return out
 
     def finish_failed(self, f: Any) -> None:
         """No stable start left: a pixel that never had one is ``no_stable_model``."""
@@ -472,8 +546,9 @@ class _Batch:
 
 
 def run_batched(ops: NumpyOps, values: np.ndarray, days: np.ndarray, det: list[int],
-         p: CCDCParams) -> dict[str, np.ndarray]:
-    b = _Batch(ops, values, days, det, p)
+                tmask_bands: list[int], p: CCDCParams) -> dict[str, np.ndarray]:
+    """Every pixel of ``values`` through the state machine with ``ops`` (numpy or torch)."""
+    b = _Batch(ops, values, days, det, tmask_bands, p)
     # each iteration moves every unfinished pixel by one observation, so this bounds the loop
     for _ in range(8 * b.T + 16):
         phase = b.phase

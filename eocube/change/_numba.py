@@ -79,6 +79,118 @@ def _scaled(resid, q, vario, rmse, det):
     return tot
 
 
+_EPS = float(np.finfo(np.float64).eps)
+#: pyccd's Tmask regression: bisquare tuning, MAD constant, iterations, convergence tolerance
+TUNE, MAD_C, RLM_ITER, RLM_TOL = 4.685, 0.6745, 5, 1e-8
+
+
+@numba.njit(**_INLINE)
+def _mad(r, m, buf):
+    """pyccd's ``robust_fit.mad``: median of the sorted |r[:m]| without its 4 smallest."""
+    for q in range(m):
+        buf[q] = abs(r[q])
+    buf[:m].sort()
+    c = m - 4
+    return 0.5 * (buf[4 + (c - 1) // 2] + buf[4 + c // 2]) / MAD_C
+
+
+@numba.njit(**_INLINE)
+def _wls(xt, y, w, m, ridge, a, b, coef):
+    """Weighted least squares on the 5-column Tmask design through its normal equations."""
+    for i in range(5):
+        for j in range(5):
+            acc = 0.0
+            for q in range(m):
+                acc += w[q] * xt[q, i] * xt[q, j]
+            a[i, j] = acc
+        acc = 0.0
+        for q in range(m):
+            acc += w[q] * xt[q, i] * y[q]
+        b[i, 0] = acc
+        # on every coefficient: with all weights 0 the fit is 0, as pyccd's lstsq gives
+        a[i, i] += max(ridge, 1e-12) * m
+    coef[:] = np.linalg.solve(a, b)[:, 0]
+
+
+@numba.njit(**_JIT)
+def _tmask(dc, yc, removed, s, e, vario, tb, t_const, ridge, out):
+    """pyccd's Tmask on the kept observations of window [s, e): ``out[j - s]`` True for an
+    outlier. Per Tmask band, a robust fit (pyccd's ``RLM(maxiter=5)``: bisquare IRLS with a
+    leverage-adjusted MAD scale) of the annual and the window-long harmonic; an outlier is
+    farther than ``t_const`` variograms from it in any Tmask band."""
+    idx = np.empty(e - s, np.int64)
+    m = 0
+    for j in range(s, e):
+        out[j - s] = False
+        if not removed[j]:
+            idx[m] = j
+            m += 1
+    w1 = 2 * math.pi / DAYS_PER_YEAR
+    w2 = w1 / math.ceil((dc[idx[m - 1]] - dc[idx[0]]) / DAYS_PER_YEAR)
+    xt = np.empty((m, 5))
+    for q in range(m):
+        t = dc[idx[q]]
+        xt[q, 0] = math.cos(w1 * t)
+        xt[q, 1] = math.sin(w1 * t)
+        xt[q, 2] = math.cos(w2 * t)
+        xt[q, 3] = math.sin(w2 * t)
+        xt[q, 4] = 1.0
+    a, b, coef, c0 = np.empty((5, 5)), np.empty((5, 1)), np.empty(5), np.empty(5)
+    ones, w, y, r, buf, adj = (np.ones(m), np.empty(m), np.zeros(m), np.empty(m), np.empty(m),
+                               np.empty(m))
+    # leverage: the hat matrix diagonal, capped at 0.9999 as pyccd caps it
+    _wls(xt, y, ones, m, ridge, a, b, coef)  # a = X'X (+ ridge)
+    inv = np.linalg.inv(a)
+    for q in range(m):
+        hq = 0.0
+        for i in range(5):
+            for j in range(5):
+                hq += xt[q, i] * inv[i, j] * xt[q, j]
+        adj[q] = 1.0 / math.sqrt(1.0 - min(0.9999, hq))
+    for band in tb:
+        mean = 0.0
+        for q in range(m):
+            y[q] = yc[idx[q], band]
+            mean += y[q]
+        mean /= m
+        var = 0.0
+        for q in range(m):
+            var += (y[q] - mean) ** 2
+        std = math.sqrt(var / m)
+        _wls(xt, y, ones, m, ridge, a, b, coef)
+        for q in range(m):
+            acc = 0.0
+            for i in range(5):
+                acc += xt[q, i] * coef[i]
+            r[q] = y[q] - acc
+        scale = _mad(r, m, buf)
+        if scale >= _EPS:
+            it, converged = 1, False
+            while not converged and it < RLM_ITER:
+                c0[:] = coef
+                for q in range(m):
+                    acc = 0.0
+                    for i in range(5):
+                        acc += xt[q, i] * c0[i]
+                    r[q] = (y[q] - acc) * adj[q]
+                scale = max(_EPS * std, _mad(r, m, buf))
+                for q in range(m):
+                    u = r[q] / scale
+                    w[q] = (1 - (u / TUNE) ** 2) ** 2 if abs(u) < TUNE else 0.0
+                _wls(xt, y, w, m, ridge, a, b, coef)
+                it += 1
+                converged = True
+                for i in range(5):
+                    if c0[i] - coef[i] > RLM_TOL:  # pyccd's check, sign and all
+                        converged = False
+        for q in range(m):
+            acc = 0.0
+            for i in range(5):
+                acc += xt[q, i] * coef[i]
+            if abs(acc - y[q]) > vario[band] * t_const:
+                out[idx[q] - s] = True
+
+
 _F2 = "float64[:, ::1]"
 
 
@@ -146,8 +258,9 @@ def _median(v, m):
 
 
 @numba.njit(**_JIT)
-def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, refit_growth,
-            full_refit_obs, variogram_days, tmask_const, ridge, change_thr, outlier_thr):
+def _kernel(values, days, x, det, tb, vb, n_seg, h, min_obs, min_days, obs_per_coef,
+            refit_growth, full_refit_obs, variogram_days, tmask_const, ridge, change_thr,
+            outlier_thr):
     n_pix, n_time, nb = values.shape
     max_steps = 8 * n_time + 16
     status = np.zeros(n_pix, np.int8)
@@ -174,7 +287,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
     a, rhs = np.zeros((N_COEFS, N_COEFS)), np.zeros((N_COEFS, nb))
     vario, lb_mag, mag = np.zeros(nb), np.zeros(nb), np.zeros(nb)
     resid = np.zeros((max(n_time, h), nb))
-    ratio = np.zeros(n_time)
+    tmask_out = np.zeros(n_time, np.bool_)
     buf = np.zeros(max(n_time, h))
     mags = np.zeros(h)
     ring = np.zeros((h, nb))
@@ -216,7 +329,7 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
         gap = gap if gap > 0 else 1.0
         lag = int(math.floor(variogram_days / gap)) + 1
         vario[:] = 0.0
-        for d in det:
+        for d in vb:
             cnt = 0
             for j in range(n - lag):
                 if dc[j + lag] - dc[j] > variogram_days:
@@ -250,54 +363,62 @@ def _kernel(values, days, x, det, n_seg, h, min_obs, min_days, obs_per_coef, ref
                 break
             after = False  # _Batch.after_lookback
             if phase == PHASE_INIT:
+                # first and last observation of the window still in it
+                j_first, j_last = e, s - 1
+                for j in range(s, e):
+                    if not removed[j]:
+                        j_first = min(j_first, j)
+                        j_last = j
                 if e + min_obs >= n:
                     if first:
                         status[p] = STATUS_NO_STABLE_MODEL
                     finish = True
-                elif not (n_in >= min_obs and _day(dc, e - 1) - _day(dc, s) >= min_days):
+                elif not (n_in >= min_obs and _day(dc, j_last) - _day(dc, j_first) >= min_days):
                     _update(xtx, xty, yty, x, cidx[e], yc, e, 1.0)
                     n_in += 1
                     e += 1
                 else:
-                    _solve(xtx, xty, yty, n_in, 4, ridge, coef, rmse, a, rhs)
-                    worst = 0.0
-                    for j in range(s, e):
-                        _residual(x, cidx[j], yc, j, coef, 4, resid, j - s)
-                        r = 0.0
-                        if not removed[j]:
-                            r = -np.inf
-                            for d in det:
-                                q = abs(resid[j - s, d]) / (vario[d] if vario[d] > 0 else np.inf)
-                                r = max(r, q)
-                        ratio[j - s] = r
-                        worst = max(worst, r)
-                    if tmask_const > 0 and worst > tmask_const:
-                        # Tmask: drop the observation farthest off the fit, refit next step
+                    # pyccd's Tmask: drop every outlier of the window at once, unless too few
+                    # observations or too short a time would be left (then grow the window)
+                    n_out = 0
+                    if tmask_const > 0:
+                        _tmask(dc, yc, removed, s, e, vario, tb, tmask_const, ridge, tmask_out)
+                        k_first, k_last = e, s - 1
                         for j in range(s, e):
-                            if ratio[j - s] == worst:
+                            if not removed[j]:
+                                if tmask_out[j - s]:
+                                    n_out += 1
+                                else:
+                                    k_first = min(k_first, j)
+                                    k_last = j
+                        if n_out > 0 and (n_out == n_in or n_in - n_out < min_obs
+                                          or _day(dc, k_last) - _day(dc, k_first) < min_days):
+                            _update(xtx, xty, yty, x, cidx[e], yc, e, 1.0)
+                            n_in += 1
+                            e += 1
+                            continue
+                        for j in range(s, e):
+                            if not removed[j] and tmask_out[j - s]:
                                 _update(xtx, xty, yty, x, cidx[j], yc, j, -1.0)
                                 n_in -= 1
                                 removed[j] = True
-                        continue
-                    j_first, j_last = e, s - 1
-                    for j in range(s, e):
-                        if not removed[j]:
-                            j_first = min(j_first, j)
-                            j_last = j
+                        j_first, j_last = k_first, k_last
+                    _solve(xtx, xty, yty, n_in, 4, ridge, coef, rmse, a, rhs)
+                    _residual(x, cidx[j_first], yc, j_first, coef, 4, resid, 0)
+                    _residual(x, cidx[j_last], yc, j_last, coef, 4, resid, 1)
                     years = (_day(dc, j_last) - _day(dc, j_first)) / DAYS_PER_YEAR
                     tot = 0.0
                     for d in det:
-                        c = ((abs(coef[1, d] * years) + abs(resid[j_first - s, d])
-                              + abs(resid[j_last - s, d])) / max(vario[d], rmse[d]))
+                        c = ((abs(coef[1, d] * years) + abs(resid[0, d])
+                              + abs(resid[1, d])) / max(vario[d], rmse[d]))
                         tot += c * c
                     if not tot < change_thr:
-                        # unstable: slide the window one observation forward
-                        if not removed[s]:
-                            _update(xtx, xty, yty, x, cidx[s], yc, s, -1.0)
-                            n_in -= 1
+                        # unstable: drop the window's first observation, add the next one
+                        _update(xtx, xty, yty, x, cidx[j_first], yc, j_first, -1.0)
+                        n_in -= 1
+                        s = j_first + 1
                         _update(xtx, xty, yty, x, cidx[e], yc, e, 1.0)
                         n_in += 1
-                        s += 1
                         e += 1
                     else:
                         k = 4
@@ -477,13 +598,16 @@ _FIELDS = ("status", "n_clear", "n_breaks", "start_day", "end_day", "break_day",
            "n_coefs", "is_break", "magnitude", "rmse", "coefficients")
 
 
-def run_numba(values: np.ndarray, days: np.ndarray, det: list[int], p: CCDCParams,
-              change_thr: float, outlier_thr: float) -> dict[str, np.ndarray]:
+def run_numba(values: np.ndarray, days: np.ndarray, det: list[int], tmask_bands: list[int],
+              p: CCDCParams, change_thr: float, outlier_thr: float) -> dict[str, np.ndarray]:
     """`_core.run_batched` through the compiled kernel; same inputs (already checked), same dict."""
     values = np.ascontiguousarray(values, dtype=np.float64)
     days = np.ascontiguousarray(days, dtype=np.float64)
     x = np.ascontiguousarray(design_matrix(days))
-    stuck, out = _kernel(values, days, x, np.asarray(det, dtype=np.int64), p.max_segments,
+    vb = sorted(set(det) | set(tmask_bands))
+    stuck, out = _kernel(values, days, x, np.asarray(det, dtype=np.int64),
+                         np.asarray(tmask_bands, dtype=np.int64), np.asarray(vb, dtype=np.int64),
+                         p.max_segments,
                   p.consecutive, p.min_obs, float(p.min_days), p.obs_per_coef,
                   float(p.refit_growth), p.full_refit_obs, float(p.variogram_days),
                   float(p.tmask_const), float(p.ridge), change_thr, outlier_thr)

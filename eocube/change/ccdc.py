@@ -56,14 +56,15 @@ def _layout(n_seg: int, n_band: int) -> dict[str, tuple[int, tuple[int, ...]]]:
 
 
 def _block(values: np.ndarray, qa: np.ndarray | None = None, *, days: np.ndarray,
-           detection_bands: list[int], params: CCDCParams, backend: str, device: str,
-           band_names: list[str]) -> np.ndarray:
+           detection_bands: list[int], tmask_bands: list[int], params: CCDCParams,
+           backend: str, device: str, band_names: list[str]) -> np.ndarray:
     """One chunk: (..., time, band) values and (..., time) classes in, (..., field) out."""
     lead = values.shape[:-2]
     flat = values.reshape(-1, *values.shape[-2:])
     flat_qa = None if qa is None else qa.reshape(flat.shape[:2])
-    res = ccdc_numpy(flat, days, qa=flat_qa, detection_bands=detection_bands, params=params,
-                     backend=backend, device=device, band_names=band_names)
+    res = ccdc_numpy(flat, days, qa=flat_qa, detection_bands=detection_bands,
+                     tmask_bands=tmask_bands, params=params, backend=backend, device=device,
+                     band_names=band_names)
     layout = _layout(params.max_segments, values.shape[-1])
     packed = np.empty((flat.shape[0], layout["_size"][0]), dtype=np.float64)
     for name, (off, shape) in layout.items():
@@ -80,6 +81,7 @@ def ccdc_numpy(
     *,
     qa: np.ndarray | None = None,
     detection_bands: list[int] | None = None,
+    tmask_bands: list[int] | None = None,
     params: CCDCParams | None = None,
     backend: str = "numba",
     device: str = "auto",
@@ -102,6 +104,9 @@ def ccdc_numpy(
     detection_bands
         Indices of the bands whose residuals enter the chi-square test; all by default. Every
         band is modelled and reported either way.
+    tmask_bands
+        Indices of the bands pyccd's Tmask screens initialisation windows with (pyccd: green
+        and SWIR1); the detection bands by default.
     params
         Algorithm parameters; `CCDCParams` defaults (pyccd's) when None.
     backend
@@ -157,6 +162,9 @@ def ccdc_numpy(
         raise ConfigError(
             f"detection_bands={detection_bands!r} must be distinct indices below {n_band}"
         )
+    tmb = det if tmask_bands is None else [int(b) for b in tmask_bands]
+    if not tmb or any(b < 0 or b >= n_band for b in tmb) or len(set(tmb)) != len(tmb):
+        raise ConfigError(f"tmask_bands={tmask_bands!r} must be distinct indices below {n_band}")
     if backend not in ("numba", "numpy", "torch"):
         raise ConfigError(f'backend={backend!r} is not one of "numba", "numpy", "torch"')
     if backend != "torch" and device not in ("auto", "cpu"):
@@ -165,7 +173,7 @@ def ccdc_numpy(
         )
     check_masked(values, band_names)
     if qa is None:
-        return _run_model(values, days, det, params, backend, device)
+        return _run_model(values, days, det, tmb, params, backend, device)
     qa = np.asarray(qa)
     if qa.shape != (n_pix, n_time) or not np.issubdtype(qa.dtype, np.integer):
         raise ConfigError(f"qa must be integer classes of shape {(n_pix, n_time)}; got "
@@ -176,7 +184,7 @@ def ccdc_numpy(
     if standard.any():
         clear = np.isin(qa[standard], (QA_CLEAR, QA_WATER))
         v = np.where(clear[..., None], values[standard], np.nan)
-        for k, arr in _run_model(v, days, det, params, backend, device).items():
+        for k, arr in _run_model(v, days, det, tmb, params, backend, device).items():
             out[k][standard] = arr
     if (~standard).any():
         other = ~standard
@@ -187,14 +195,14 @@ def ccdc_numpy(
     return out
 
 
-def _run_model(values: np.ndarray, days: np.ndarray, det: list[int], p: CCDCParams,
-               backend: str, device: str) -> dict[str, np.ndarray]:
+def _run_model(values: np.ndarray, days: np.ndarray, det: list[int], tmb: list[int],
+               p: CCDCParams, backend: str, device: str) -> dict[str, np.ndarray]:
     """The change model on every pixel of ``values`` through ``backend``."""
     if backend == "numba":
         from eocube.change._numba import run_numba  # compiles (or loads its cache) on first use
 
-        return run_numba(values, days, det, p, *thresholds(p, len(det)))
-    return run_batched(get_ops(backend, device), values, days, det, p)
+        return run_numba(values, days, det, tmb, p, *thresholds(p, len(det)))
+    return run_batched(get_ops(backend, device), values, days, det, tmb, p)
 
 
 def ccdc(
@@ -204,6 +212,7 @@ def ccdc(
     bands: Sequence[str] | None = None,
     qa: str | xr.DataArray | None = None,
     detection_bands: Sequence[str] | None = None,
+    tmask_bands: Sequence[str] | None = None,
     max_segments: int = 10,
     chi2_prob: float = 0.99,
     consecutive: int = 6,
@@ -218,27 +227,43 @@ def ccdc(
 
     Per pixel, a harmonic model (intercept, trend, and 1–3 annual harmonic pairs: 4
     coefficients under 18 clear observations, 6 under 24, else 8) is initialised on a stable
-    window of at least ``min_obs`` observations spanning ``min_days``, extended backwards over
-    observations that fit it, then monitored: a break is declared when ``consecutive``
-    observations in a row have squared residuals, scaled by max(RMSE, variogram) and summed
-    over the detection bands, above the chi-square quantile ``chi2_prob`` (one degree of
-    freedom per detection band); single observations above the ``outlier_prob`` quantile are
-    dropped as outliers. After a break a new model is initialised. The control flow is
-    pyccd's (lcmap-pyccd 2021.7), with these documented deviations:
+    window of at least ``min_obs`` observations spanning ``min_days`` (screened by pyccd's
+    Tmask: a robust fit on the Tmask bands drops the window's outliers, residual clouds and
+    shadows), extended backwards over observations that fit it, then monitored: a break is
+    declared when ``consecutive`` observations in a row have squared residuals, scaled by
+    max(RMSE, variogram) and summed over the detection bands, above the chi-square quantile
+    ``chi2_prob`` (one degree of freedom per detection band); single observations above the
+    ``outlier_prob`` quantile are dropped as outliers. After a break a new model is
+    initialised; observations left before the first stable window and after the last
+    model get pyccd's 4-coefficient start and end fits. With QA classes (``qa``), pixels
+    with under ``clear_pct`` clear observations get pyccd's persistent-snow or
+    insufficient-clear procedure instead: one 4-coefficient fit, no break. The control flow
+    is pyccd's (lcmap-pyccd 2021.7.19; on the real Landsat series of
+    ``benchmarks/change.py --real`` both find the same breaks, within one revisit), with
+    these documented deviations:
 
     - ordinary least squares (a 1e-8 ridge for conditioning) instead of Lasso: pyccd's
       ``alpha=1`` is tied to Landsat reflectance scaled by 10 000 and means nothing for dB
       backscatter or radiance, and OLS is a small solve of normal equations kept up to
-      date one observation at a time;
-    - no Tmask screening in initialisation (the input is already cloud-masked, NaN = not
-      clear; residual clouds make a window unstable and it slides on, as in pyccd);
+      date one observation at a time (the Tmask's robust fit also solves normal equations,
+      where pyccd calls ``lstsq``);
     - the monitoring RMSE is the model's RMSE, not the RMSE of the 24 residuals nearest in
       day of year;
     - the variogram lag is ``floor(30 / mean revisit) + 1`` instead of the lag whose modal
-      date gap exceeds 30 days;
+      date gap exceeds 30 days, and the variogram, like the procedure choice, uses the whole
+      series (pyccd: dates before its ``STAT_ORD``, 2018-01-01);
+    - ``consecutive`` is fixed; pyccd raises its peek size (and the change threshold with
+      it) when the median revisit is under 16 days;
+    - a first segment cut short by a change found looking back from the first stable
+      window is a break (pyccd fits it and reports no break);
     - the change magnitude is the signed median residual (observed − predicted) over the
       ``consecutive`` break observations, as in the original CCDC, not pyccd's median of
-      absolute residuals.
+      absolute residuals;
+    - without ``qa``, every observation with finite values is clear and every pixel runs
+      the change model: NaN cannot tell fill from cloud, so the share of clear
+      observations, and with it pyccd's special procedures, needs the QA classes. pyccd's
+      insufficient-clear filter on green (median + 400) is not applied: in pyccd 2021.7 it
+      assigns into a copy and has no effect either.
 
     Parameters
     ----------
@@ -249,9 +274,19 @@ def ccdc(
         observation (an observation is clear only if every band is finite). ``time`` must be
         datetime64, strictly increasing, and in one dask chunk.
     bands
-        Bands (variables, or ``band`` labels) to model; all by default.
+        Bands (variables, or ``band`` labels) to model; all but ``qa`` by default.
+    qa
+        Integer QA classes on ("time", y, x) (`eocube.cube.qa`: fill, clear, water, snow,
+        cloud), or the name of the cube's variable holding them; by default the cube's
+        ``qa_class`` variable when it has one (`eocube.cube.qa.mask_landsat` and
+        ``mask_s2`` add it). With classes, the change model uses clear and water
+        observations and pixels short of clear ones get pyccd's special procedures.
     detection_bands
         Bands entering the chi-square test; all modelled bands by default.
+    tmask_bands
+        Bands the Tmask screens initialisation windows with; by default green and SWIR1
+        (pyccd's choice) when bands of those names are modelled (``green`` / ``B03``,
+        ``swir1`` / ``swir16`` / ``B11``), else the detection bands.
     max_segments
         Segment slots per pixel (the ``segment`` dimension); breaks beyond are counted only.
     chi2_prob, outlier_prob, consecutive, min_obs, min_days
@@ -270,14 +305,16 @@ def ccdc(
         For torch: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
     **advanced
         Other `CCDCParams` fields (``obs_per_coef``, ``refit_growth``, ``full_refit_obs``,
-        ``variogram_days``, ``ridge``).
+        ``variogram_days``, ``tmask_const``, ``clear_pct``, ``snow_pct``, ``ridge``).
 
     Returns
     -------
     xarray.Dataset
         On the cube's pixel dims: ``status`` (0 ok, 1 insufficient_data: fewer than
         ``min_obs`` clear observations or less than ``min_days`` covered, no model and no
-        break; 2 no_stable_model: enough data but no stable start, one closing fit only),
+        break; 2 no_stable_model: enough data but no stable start, one closing fit only;
+        3 persistent_snow and 4 insufficient_clear: pyccd's special procedures, one
+        4-coefficient fit when there are ``min_obs`` observations for it, never a break),
         ``n_clear``, ``n_breaks``. On ("segment", …): ``start``, ``end``, ``break``
         (datetime64; NaT where the segment did not end in a break), ``n_obs``, ``n_coefs``,
         ``is_break``. On ("segment", "band", …): ``magnitude`` and ``rmse``; on
@@ -291,6 +328,10 @@ def ccdc(
         If ``time`` is missing, not datetime64, or split over several dask chunks.
     ConfigError
         For unknown bands, integer bands, unsorted dates or invalid parameters.
+    MaskError
+        When the data hold fill or saturation values (-9999, 16000, 20000, 65535 …, or 0 in
+        every band): the cube was not masked; the message names the band and the helper
+        (`eocube.cube.qa.mask_landsat`, ``mask_s2``). Raised when the chunk is computed.
 
     Examples
     --------
@@ -323,6 +364,7 @@ def ccdc(
         if unknown:
             raise ConfigError(f"detection_bands {unknown} are not among the bands {band_names}")
         det = [band_names.index(b) for b in detection_bands]
+    tmb = _tmask_bands(band_names, tmask_bands, det)
     days = dates_to_days(da["time"].values)
     if days.size > 1 and not np.all(np.diff(days) > 0):
         raise ConfigError("ccdc needs strictly increasing dates; use cube.sortby('time') and "
@@ -345,10 +387,29 @@ def ccdc(
         dask="parallelized",
         output_dtypes=[np.float64],
         dask_gufunc_kwargs={"output_sizes": {"field": layout["_size"][0]}},
-        kwargs={"days": days, "detection_bands": det, "params": params, "backend": backend,
-                "device": device, "band_names": band_names},
+        kwargs={"days": days, "detection_bands": det, "tmask_bands": tmb, "params": params,
+                "backend": backend, "device": device, "band_names": band_names},
     )
     return _unpack(packed, layout, pixel_dims(da), band_names, params, da)
+
+
+#: Band names taken for pyccd's Tmask bands (green, SWIR1) when ``tmask_bands`` is not given.
+TMASK_GREEN = ("green", "b03")
+TMASK_SWIR1 = ("swir1", "swir16", "b11")
+
+
+def _tmask_bands(band_names: list[str], tmask_bands: Sequence[str] | None,
+                 det: list[int]) -> list[int]:
+    if tmask_bands is not None:
+        unknown = [b for b in tmask_bands if b not in band_names]
+        if unknown or not tmask_bands:
+            raise ConfigError(f"tmask_bands {list(tmask_bands)} must be among the bands "
+                              f"{band_names}")
+        return [band_names.index(b) for b in tmask_bands]
+    lower = [b.lower() for b in band_names]
+    green = [i for i, b in enumerate(lower) if b in TMASK_GREEN]
+    swir = [i for i, b in enumerate(lower) if b in TMASK_SWIR1]
+    return [green[0], swir[0]] if green and swir else det
 
 
 def _qa_classes(cube: xr.Dataset | xr.DataArray,
