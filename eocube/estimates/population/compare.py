@@ -114,6 +114,11 @@ def compare_population(
     Returns
     -------
     PopulationComparison
+
+    Raises
+    ------
+    EstimateError
+        ``builtup`` without ``districts``; and the errors of :func:`deff`.
     """
     if builtup is not None and districts is None:
         raise EstimateError(
