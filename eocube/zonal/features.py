@@ -45,6 +45,11 @@ def taz_features(rasters: Mapping[str, xr.DataArray], taz: gpd.GeoDataFrame, /, 
     xarray.Dataset
         Variables ``<name>`` (sum) and ``<name>_var`` (variance of the range-normalised raster)
         on dim ``zone``; lazy where the rasters are.
+
+    Raises
+    ------
+    ZoneError
+        No raster, or a raster with dims beyond its two spatial ones.
     """
     import xarray as xr
 
@@ -59,7 +64,7 @@ def taz_features(rasters: Mapping[str, xr.DataArray], taz: gpd.GeoDataFrame, /, 
         extra = [d for d in r.dims if d not in (ydim, xdim)]
         if extra:
             raise ZoneError(f"raster {name!r} has extra dims {extra}; reduce them first "
-                                "(e.g. .mean('time')).")
+                            "(e.g. .mean('time')).")
         rng = r.max() - r.min()
         scaled = r / xr.where(rng > 0, rng, 1.0)
         s = zonal_stats(r, taz, stats=["sum"], method=method, id_col=id_col)["sum"]
