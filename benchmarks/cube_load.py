@@ -79,7 +79,7 @@ def rasterio_read(items: list[Any], gb: Any, workers: int, *, scale: bool = Fals
     import rasterio
     from rasterio.windows import Window
 
-    from eocube.cube.load import group_items
+    from eocube.cube import group_items
 
     groups = group_items(items)
     out = np.zeros((len(groups), len(BANDS), *gb.shape.yx),
@@ -125,6 +125,15 @@ def _via_odc_stac(fn: Any) -> Any:
         _pasted.plan = plan
 
 
+def _with_epsg(d: dict[str, Any]) -> dict[str, Any]:
+    """stackstac reads ``proj:epsg`` only; projection v2 items carry ``proj:code``."""
+    p = dict(d["properties"])
+    code = p.get("proj:code")
+    if p.get("proj:epsg") is None and isinstance(code, str) and code.upper().startswith("EPSG:"):
+        p["proj:epsg"] = int(code.split(":")[1])
+    return {**d, "properties": p}
+
+
 def _store(ds: Any) -> np.ndarray:
     """The cube's bands stored chunk by chunk into one new array (``dask.array.store``), as
     a writer does: no gather of the chunks into a second array at the end, which
@@ -162,8 +171,7 @@ def main() -> None:
 
     from eocube.catalog import LocalStacApi, open_archive
     from eocube.catalog.search import search
-    from eocube.cube import load
-    from eocube.cube.load import _with_epsg, group_items, target_geobox
+    from eocube.cube import group_items, load, target_geobox
     from eocube.errors import ArchiveError
     from eocube.synth import build_city
 
