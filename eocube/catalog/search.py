@@ -131,7 +131,8 @@ def _link_key(link: Mapping[str, Any]) -> str:
 # A body cut short (the connection dropped mid-page) is transient too, but urllib3 retries only
 # what fails before the body; pystac-client turns it into an APIError carrying this text.
 _BROKEN_BODY = ("Connection broken", "IncompleteRead", "Connection aborted",
-                "RemoteDisconnected", "ChunkedEncodingError", "Expecting ", "Unterminated string")
+                "RemoteDisconnected", "ChunkedEncodingError", "Expecting ", "Unterminated string",
+                "Read timed out")
 
 
 def _read_page(io: Any, target: Any, **kw: Any) -> dict[str, Any]:

@@ -65,6 +65,10 @@ class Fault:
         closes). With no ``status`` the stalled request is then served normally.
     truncate
         Send this fraction of the body (with the full ``Content-Length``), then close.
+    stall
+        With ``truncate``: after the part of the body, stall this many seconds
+        (``float("inf")``: until the server closes) before closing — a body that stops
+        arriving, which a per-read timeout catches and a total deadline must.
     retry_after
         A ``Retry-After`` header (seconds) sent with ``status``.
     method
@@ -78,6 +82,7 @@ class Fault:
     after: int = 0
     hang: float | None = None
     truncate: float | None = None
+    stall: float | None = None
     retry_after: float | None = None
     method: str | None = None
     applied: int = field(default=0, init=False)
@@ -240,6 +245,7 @@ class StacPages:
 class _Handler(http.server.BaseHTTPRequestHandler):
     server: _Server
     protocol_version = "HTTP/1.1"
+    _stall: float | None = None
 
     def log_message(self, *args: Any) -> None:  # quiet tests
         pass
@@ -270,6 +276,9 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         if truncate is not None:
             self.wfile.write(body[:int(len(body) * truncate)])
             self.wfile.flush()
+            if self._stall is not None:
+                self.server.owner._closing.wait(
+                    None if self._stall == float("inf") else self._stall)
             with contextlib.suppress(OSError):
                 self.connection.shutdown(2)  # socket.SHUT_RDWR
             return
@@ -291,6 +300,7 @@ class _Handler(http.server.BaseHTTPRequestHandler):
             self._send(fault.status, doc.encode(), "application/json", headers=headers)
             return
         truncate = fault.truncate if fault is not None else None
+        self._stall = fault.stall if fault is not None else None
         parts = urlsplit(self.path)
         if srv.stac is not None:
             ans = srv.stac.answer(srv.url, self.command, unquote(parts.path), parts.query, body)

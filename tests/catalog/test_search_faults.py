@@ -187,6 +187,18 @@ def test_a_truncated_page_is_retried_to_the_same_result():
     assert _ids(got) == WANT
 
 
+@pytest.mark.timeout(30)
+def test_a_page_that_stops_arriving_is_retried_then_fails_in_bounded_time():
+    stall = Fault("^/search", truncate=0.5, stall=float("inf"), after=1, first=1)
+    with _server([stall]) as srv:
+        assert _ids(search(srv.url, collections=COLLECTION, timeout=0.5, retries=1)) == WANT
+    with _server([Fault("^/search", truncate=0.5, stall=float("inf"), after=1)]) as srv:
+        t0 = time.monotonic()
+        with pytest.raises(SearchError, match=r"Read timed out.*within timeout=0\.5 s"):
+            search(srv.url, collections=COLLECTION, timeout=0.5, retries=1, backoff=0.01)
+        assert time.monotonic() - t0 < 4
+
+
 def test_a_page_truncated_beyond_the_retries_is_a_search_error():
     with _server([Fault("^/search", truncate=0.5, after=1)]) as srv, \
             pytest.raises(SearchError, match=r"failed .*(IncompleteRead|Connection broken)"):
