@@ -286,6 +286,7 @@ class _Batch:
         self.grow(uns)
         good = self.take(r, stable)
         self.k[good] = 4
+        self.s[good] = self.take(j_first, stable)  # the first observation still in
         self.last_in[good] = self.take(j_last, stable)
         back = self.s[good] > self.prev_end[good]
         lb = self.take(good, back)

@@ -422,6 +422,7 @@ def _kernel(values, days, x, det, tb, vb, n_seg, h, min_obs, min_days, obs_per_c
                         e += 1
                     else:
                         k = 4
+                        s = j_first  # the window starts at its first observation still in
                         last_in = j_last
                         if s > prev_end:
                             lb = s - 1
