@@ -119,8 +119,23 @@ class LocalStacApi:
         return hrefs
 
     def start(self) -> LocalStacApi:
+        """Start the server and wait until it answers.
+
+        Raises
+        ------
+        ServerError
+            If rustac is missing, the port is taken, or the server does not answer within
+            ``timeout`` seconds (three free ports are tried when ``port`` is ``None``).
+        """
         if self._proc is not None:
             return self
+        try:
+            return self._start()
+        except BaseException:  # also a signal or Ctrl-C while starting: leave nothing behind
+            self.stop()
+            raise
+
+    def _start(self) -> LocalStacApi:
         self._workdir = tempfile.TemporaryDirectory(prefix="eocube-stac-")
         hrefs = self._write_inputs(Path(self._workdir.name))
         attempts = 1 if self._port is not None else 3
@@ -134,22 +149,17 @@ class LocalStacApi:
             if os.name == "posix":
                 cmd = ["/bin/sh", "-c", _WATCHDOG.format(interval=WATCH_INTERVAL), "eocube-serve",
                        str(os.getpid()), *cmd]
-            try:
-                with log.open("wb") as logf:
-                    self._proc = subprocess.Popen(
-                        cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                        start_new_session=True)
-                self.port = port
-                ready = self._wait_ready(log)
-            except BaseException:  # a signal or Ctrl-C while starting: leave nothing behind
-                self.stop()
-                raise
-            if ready:
+            with log.open("wb") as logf:
+                self._proc = subprocess.Popen(
+                    cmd, stdout=logf, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)
+            self.port = port
+            if self._wait_ready(log):
                 # rustac has loaded its inputs into memory: a killed owner leaves no files
                 self._remove_workdir()
                 return self
             last_err = log.read_text(errors="replace")[-2000:]
-            self.stop()
+            self._end_group()  # keep the inputs for the next attempt
         raise ServerError(
             f"rustac serve did not start on {HOST}: {last_err.strip() or 'no output'}")
 
@@ -169,6 +179,11 @@ class LocalStacApi:
 
     def stop(self) -> None:
         """Stop the server and its process group (watchdog included); safe to call twice."""
+        self._end_group()
+        self._remove_workdir()
+        self.port = None
+
+    def _end_group(self) -> None:
         proc, self._proc = self._proc, None
         if proc is not None:
             # the group even when its leader has exited: the watchdog may still be in it
@@ -180,8 +195,6 @@ class LocalStacApi:
                 with contextlib.suppress(ProcessLookupError, PermissionError):
                     os.killpg(proc.pid, signal.SIGKILL)
                 proc.wait(timeout=10)
-        self._remove_workdir()
-        self.port = None
 
     def _remove_workdir(self) -> None:
         if self._workdir is not None:

@@ -213,3 +213,31 @@ def test_the_server_survives_its_starting_thread_and_loses_its_input_files(tiny_
     finally:
         api.stop()
     assert pid is not None and not _alive(pid)
+
+
+def test_a_port_taken_between_pick_and_bind_is_retried_on_another(tiny_archive, monkeypatch):
+    import eocube.catalog.server as server
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        ports = iter([busy.getsockname()[1], server.free_port()])
+        monkeypatch.setattr(server, "free_port", lambda host=server.HOST: next(ports))
+        with LocalStacApi(tiny_archive) as api:
+            assert api.port != busy.getsockname()[1]
+            with urllib.request.urlopen(api.url + "/collections") as r:
+                assert r.status == 200
+
+
+def test_a_server_that_never_starts_leaves_nothing(tiny_archive, monkeypatch, tmp_path):
+    import eocube.catalog.server as server
+
+    monkeypatch.setattr(server, "_rustac_exe", lambda: "/bin/false")
+    monkeypatch.setenv("TMPDIR", str(tmp_path))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)  # re-read TMPDIR
+    api = LocalStacApi(tiny_archive, timeout=5)
+    with pytest.raises(ServerError, match="rustac serve did not start"):
+        api.start()
+    assert api.pid is None and api.port is None and list(tmp_path.iterdir()) == []
