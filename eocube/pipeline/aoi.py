@@ -242,8 +242,9 @@ def _project(geom: BaseGeometry, tr: Any) -> BaseGeometry:
         x, y = tr.transform(xy[:, 0], xy[:, 1])
         return np.column_stack([x, y])
 
-    out = shapely.transform(geom, f)
-    return out if out.is_valid else shapely.make_valid(out)
+    # a transverse Mercator (or polar stereographic) map is smooth and one-to-one over a
+    # zone, so a valid polygon stays valid: no validity pass over the projected vertices
+    return shapely.transform(geom, f)
 
 
 def _zone_part(geom: BaseGeometry, zone: _Zone, seg_deg: float) -> BaseGeometry | None:
@@ -257,7 +258,12 @@ def _zone_part(geom: BaseGeometry, zone: _Zone, seg_deg: float) -> BaseGeometry 
     if not parts:
         return None
     part = parts[0] if len(parts) == 1 else shapely.union_all(parts)
-    return shapely.segmentize(part, seg_deg)
+    # densify only where a segment is long (a bbox edge, a clipped zone border): a detailed
+    # outline (a country's coast) is left as it is, which is most of the time saved
+    xy = shapely.get_coordinates(part)
+    if xy.shape[0] > 1 and np.hypot(*np.diff(xy, axis=0).T).max() > seg_deg:
+        part = shapely.segmentize(part, seg_deg)
+    return part
 
 
 def _footprints(epsg: int, x0: np.ndarray, y0: np.ndarray, size: float, *, polar: bool

@@ -93,6 +93,8 @@ def figures(ctx: StageContext) -> list[tuple[str, str]]:
                 _vector_figure(stock, "stock_total_t", "stock (t)", cmap="cividis")))
     roofs = read_table(ctx, "estimates", "greening_roofs.parquet")
     roofs = roofs[roofs["suitability"].fillna("") != ""]
+    roofs = roofs.assign(suitability=pd.Categorical(  # legend in order, green for high
+        roofs["suitability"], categories=["low", "medium", "high"], ordered=True))
     out.append(("roof-greening suitability classes",
                 _vector_figure(roofs, "suitability", "greening suitability", cmap="RdYlGn",
                                categorical=True)))

@@ -72,6 +72,8 @@ def check_writable(root: Path) -> None:
     parent = root.parent
     while not parent.exists():
         parent = parent.parent
+    if not parent.is_dir():
+        raise ConfigError(f"output: cannot create {str(root)!r}: {str(parent)!r} is a file")
     if not os.access(parent, os.W_OK | os.X_OK):
         raise ConfigError(f"output: cannot create {str(root)!r}: {str(parent)!r} is not "
                           "writable")

@@ -46,6 +46,8 @@ def search_stage(ctx: StageContext) -> None:
             items = search(catalog, profile=profile, bbox=bbox, datetime=f"{start}/{end}",
                            filters=filters)
             fc = items.to_dict(transform_hrefs=False)
+            for f in fc["features"]:  # links point into this session's API: not the data
+                f["links"] = []
             path = ctx.output(f"{sensor}.json", title=f"{sensor} items")
             from eocube.io import write_json
 
@@ -318,7 +320,7 @@ def features_stage(ctx: StageContext) -> None:
 def estimates_stage(ctx: StageContext) -> None:
     """DEFF building population (with its ablations and baselines on held-out communities),
     bottom-up and top-down stock, roof greening and SDG 11.3.1 — from derived layers only."""
-    from eocube.estimates import bottom_up_stock, compare_population, deff, lcrpgr
+    from eocube.estimates import bottom_up_stock, coarse_districts, compare_population, lcrpgr
     from eocube.io import to_geoparquet
 
     cfg = ctx.config
@@ -330,16 +332,18 @@ def estimates_stage(ctx: StageContext) -> None:
     pois = read_table(ctx, "zones", "pois.parquet")
     feats = read_table(ctx, "features", "taz_features.parquet").reset_index()
     b_in = buildings.drop(columns=["function_hint", "levels"], errors="ignore")
-    res = deff(b_in, pois=pois, taz=taz, communities=comm, census=census, features=feats,
-               seed=est.seed, test_size=est.test_size)
+    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
+    built_last = (prob.isel(time=-1) >= cfg.change.threshold).astype("float32").load()
+    # the gridded baselines start from a coarse census: communities dissolved on 1.2 km cells
+    districts = coarse_districts(comm.merge(census, on="community_id"), cell_m=1200.0)
+    cmp = compare_population(b_in, pois=pois, taz=taz, communities=comm, census=census,
+                             features=feats, builtup=built_last, districts=districts,
+                             seed=est.seed, test_size=est.test_size)
+    res = cmp.deff
     pop = res.buildings
     to_geoparquet(pop, ctx.output("population_buildings.parquet", title="building population"))
     to_geoparquet(res.communities, ctx.output("population_communities.parquet",
                                               title="community population"))
-    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
-    built_last = (prob.isel(time=-1) >= cfg.change.threshold).astype("float32")
-    cmp = compare_population(b_in, pois=pois, taz=taz, communities=comm, census=census,
-                             features=feats, seed=est.seed, test_size=est.test_size)
     to_geoparquet(cmp.table, ctx.output("population_comparison.parquet",
                                         title="DEFF against its ablations and baselines"))
     ctx.properties["eocube:deff"] = {"coef": {k: float(v) for k, v in res.coef.items()}}
@@ -355,10 +359,10 @@ def estimates_stage(ctx: StageContext) -> None:
                  on_invalid="nan")
     sdg["zone"] = sdg["zone"].astype(str)  # "city" and the community ids
     to_geoparquet(sdg, ctx.output("sdg_11_3_1.parquet", title="LCR, PGR, LCRPGR"))
-    greening_estimate(ctx, pop, built_last)
+    greening_estimate(ctx, pop)
 
 
-def greening_estimate(ctx: StageContext, pop: Any, built: xr.DataArray) -> None:
+def greening_estimate(ctx: StageContext, pop: Any) -> None:
     """Roof greening: AHP overlay of a heat proxy, population, building and road density."""
     from eocube.estimates import greening_criteria, greening_suitability
     from eocube.io import to_geoparquet
@@ -382,7 +386,6 @@ def greening_estimate(ctx: StageContext, pop: Any, built: xr.DataArray) -> None:
     to_geoparquet(g.districts, ctx.output("greening_districts.parquet",
                                           title="suitability per community"))
     ctx.properties["eocube:ahp"] = {"cr": float(g.ahp.cr) if hasattr(g.ahp, "cr") else None}
-    _ = built
 
 
 STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {

@@ -1,0 +1,188 @@
+"""The whole flow on the tiny city: derived layers only, resume after SIGKILL, the run folder as
+a STAC catalog, bad configurations refused before anything is written."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+import pytest
+
+from eocube.errors import ArchiveError, ConfigError
+from eocube.pipeline import STAGES, run_pipeline
+from tests.pipeline.conftest import output_sums, tiny_config
+
+UP_TO_ESTIMATES = STAGES[: STAGES.index("estimates") + 1]
+
+
+def test_every_stage_committed_its_outputs(tiny_run):
+    man = json.loads((tiny_run / "manifest.json").read_text())
+    assert man["status"] == "completed"
+    for s in STAGES:
+        e = man["stages"][s]
+        assert e["status"] == "done" and e["outputs"], s
+        for rel in e["outputs"]:
+            assert (tiny_run / rel).exists(), rel
+    b = pd.read_parquet(tiny_run / "estimates" / "population_buildings.parquet")
+    assert b["population"].sum() > 0 and (b["population"] >= 0).all()
+
+
+def test_stages_before_the_evaluation_read_no_truth(tiny_archive, tiny_run, tmp_path):
+    """Delete truth/ from a copy of the archive: the run to the estimates gives the same
+    outputs; only the evaluation needs the truth, and says so."""
+    archive = tmp_path / "archive"
+    shutil.copytree(tiny_archive, archive)
+    shutil.rmtree(archive / "truth")
+    out = tmp_path / "run"
+    cfg = tiny_config(archive, out)
+    with pytest.raises(ArchiveError, match="truth"):
+        run_pipeline(cfg, console=False)
+    man = json.loads((out / "manifest.json").read_text())
+    assert man["status"] == "failed" and "evaluation" in man["reason"]
+    # the item collections name the archive's own paths; everything after them is identical
+    later = UP_TO_ESTIMATES[1:]
+    assert output_sums(out, later) == output_sums(tiny_run, later)
+
+
+def test_the_evaluation_sets_every_result_beside_its_baselines(tiny_run):
+    ev = tiny_run / "evaluation"
+    built = pd.read_parquet(ev / "builtup.parquet")
+    assert {"NDBI > 0"} <= set(built["method"]) and built["method"].str.contains("Otsu").any()
+    fusion = built[built["method"].str.contains("fusion")]
+    assert (fusion["f1"] > 0.8).all()
+    pop = pd.read_parquet(ev / "population.parquet")
+    assert {"DEFF", "capacity-proportional (census × footprint·floors share)"} <= set(
+        pop["method"])
+    assert set(pop["level"]) == {"building", "community (held-out, census)"}
+    stock = pd.read_parquet(ev / "stock.parquet")
+    assert len(stock) == 3 and stock["spearman_built_cells"].notna().all()
+    sdg = pd.read_parquet(ev / "sdg.parquet")
+    assert sdg["communities"].iloc[0] > 5
+    assert pd.read_parquet(ev / "greening.parquet")["candidates"].iloc[0] > 0
+
+
+def test_the_run_folder_is_a_valid_stac_catalog_served_by_eocube_serve(tiny_run):
+    import pystac
+    import pystac_client
+
+    from eocube.catalog import LocalStacApi
+
+    r = subprocess.run([sys.executable, "-m", "eocube.cli", "validate", str(tiny_run)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert ", 0 problems" in r.stdout
+    cat = pystac.Catalog.from_file(str(tiny_run / "catalog.json"))
+    items = list(cat.get_items(recursive=True))
+    assert sorted(i.id for i in items) == sorted(STAGES)
+    inf = next(i for i in items if i.id == "inference")
+    assert inf.properties["eocube:weights_sha256"]["urban_fusion"]
+    assert all(a.extra_fields["file:checksum"].startswith("1220") for a in inf.assets.values())
+    with LocalStacApi(tiny_run) as api:
+        found = pystac_client.Client.open(api.url).search(
+            collections=["eocube-run"], ids=["estimates"]).item_collection()
+    assert [i.id for i in found] == ["estimates"]
+
+
+def _stages_done(run: Path) -> int:
+    try:
+        man = json.loads((run / "manifest.json").read_text())
+    except (FileNotFoundError, json.JSONDecodeError):
+        return 0
+    return sum(e.get("status") == "done" for e in man.get("stages", {}).values())
+
+
+def test_a_sigkilled_run_resumes_with_identical_outputs(tiny_archive, tiny_run, tmp_path):
+    out = tmp_path / "run"
+    cfg = tiny_config(tiny_archive, out)
+    env = {**os.environ, "PYTHONWARNINGS": "ignore"}
+    p = subprocess.Popen([sys.executable, "-m", "eocube.cli", "run", str(cfg)], env=env,
+                         stdout=subprocess.DEVNULL, stderr=(tmp_path / "err.txt").open("w"),
+                         start_new_session=True)
+    t0 = time.monotonic()
+    while _stages_done(out) < 4 and p.poll() is None and time.monotonic() - t0 < 240:
+        time.sleep(0.05)
+    os.killpg(p.pid, signal.SIGKILL)
+    p.wait(30)
+    killed_at = _stages_done(out)
+    assert 4 <= killed_at < len(STAGES)
+    result = run_pipeline(cfg, console=False)
+    assert result.status == "completed"
+    assert len(result.skipped) >= killed_at and set(result.ran) | set(result.skipped) == set(
+        STAGES)
+    log = (out / "run.log").read_text()
+    assert all(f"stage {s}: up to date" in log for s in result.skipped)
+    comparable = STAGES[: STAGES.index("evaluation") + 1]
+    assert output_sums(out, comparable) == output_sums(tiny_run, comparable)
+    third = run_pipeline(cfg, console=False)
+    assert third.ran == () and third.skipped == STAGES
+
+
+BAD = {
+    "unknown key": ("city:\n  preset: tiny\n  seeed: 3\n", r"\.yaml:3: city\.seeed: unknown key"),
+    "wrong type": ("inference:\n  tile: big\n", r"\.yaml:2: inference\.tile: .*integer"),
+    "bbox order": ("aoi: [22.5, 114.0, 22.6, 114.1]\n", r"\.yaml:1: aoi: .*lat"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(BAD))
+def test_a_bad_configuration_names_line_and_key_and_writes_nothing(tmp_path, case):
+    text, pattern = BAD[case]
+    out = tmp_path / "out"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(text + f"output: {out}\n")
+    r = subprocess.run([sys.executable, "-m", "eocube.cli", "run", str(cfg)],
+                       capture_output=True, text=True, timeout=120)
+    assert r.returncode == 2
+    import re
+
+    assert re.search(pattern, r.stderr), r.stderr
+    assert not out.exists()
+
+
+def test_bad_sources_are_refused_before_anything_is_written(tiny_archive, tmp_path):
+    from eocube.catalog.server import free_port
+
+    out = tmp_path / "out"
+    cases = [
+        ({"aoi": [10.0, 50.0, 10.1, 50.1]}, "outside the catalog's coverage"),
+        ({"catalog": f"http://127.0.0.1:{free_port()}/stac"}, "unreachable"),
+        ({"vectors": {"roads": str(tmp_path / "nope.parquet")}}, r"vectors\.roads"),
+    ]
+    for extra, msg in cases:
+        with pytest.raises(ConfigError, match=msg):
+            run_pipeline(tiny_config(tiny_archive, out, **extra), console=False)
+        assert not out.exists()
+    a_file = tmp_path / "a_file"
+    a_file.write_text("x")
+    with pytest.raises(ConfigError, match="is a file"):
+        run_pipeline(tiny_config(tiny_archive, a_file / "run"), console=False)
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    ro.chmod(0o500)
+    try:
+        if os.access(ro, os.W_OK):
+            pytest.skip("running as a user who can write anywhere (root ignores modes)")
+        with pytest.raises(ConfigError, match="not writable"):
+            run_pipeline(tiny_config(tiny_archive, ro / "run"), console=False)
+    finally:
+        ro.chmod(0o700)
+
+
+def test_a_run_never_replaces_another_city_without_overwrite(tiny_archive, tmp_path):
+    archive = tmp_path / "archive"
+    shutil.copytree(tiny_archive, archive)
+    (archive / "my_notes.txt").write_text("mine")
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(f"city: {{preset: tiny, seed: 5, archive: {archive}}}\n"
+                   f"output: {tmp_path / 'run'}\ncluster: {{kind: threads}}\n")
+    with pytest.raises(ConfigError, match="holds another city"):
+        run_pipeline(cfg, console=False)
+    assert (archive / "my_notes.txt").read_text() == "mine"
+    assert json.loads((archive / "manifest.json").read_text())["seed"] == 0
