@@ -5,7 +5,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	.venv/bin/eocube run --preset demo --out runs/demo
+	.venv/bin/eocube demo
 
 test: setup
 	.venv/bin/python -m pytest -q
