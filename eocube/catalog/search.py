@@ -144,8 +144,10 @@ def _read_page(io: Any, target: Any, **kw: Any) -> dict[str, Any]:
         try:
             return dict(io.read_json(target, **kw))
         except Exception as e:
-            if attempt >= getattr(io, "page_retries", 0) or not any(
-                    t in str(e) for t in _BROKEN_BODY):
+            text = str(e)
+            # "Max retries exceeded": urllib3 has retried this one already
+            if (attempt >= getattr(io, "page_retries", 0) or "Max retries exceeded" in text
+                    or not any(t in text for t in _BROKEN_BODY)):
                 raise
             time.sleep(float(getattr(io, "backoff", 0.0)) * 2**attempt)
     raise AssertionError("unreachable")  # pragma: no cover
