@@ -29,8 +29,21 @@ import psutil
 
 from eocube.pipeline.aoi import TileGrid, plan_tiles, write_manifest
 
-AOIS = {"brazil": [-74.0, -34.0, -34.0, 5.3], "africa": [-18.0, -35.0, 52.0, 38.0],
-        "germany": [5.8, 47.2, 15.1, 55.1]}
+AOIS: dict[str, Any] = {"brazil": [-74.0, -34.0, -34.0, 5.3],
+                        "africa": [-18.0, -35.0, 52.0, 38.0],
+                        "germany": [5.8, 47.2, 15.1, 55.1]}
+
+
+def outline(seed: int = 0, n: int = 200_000) -> Any:
+    """A wiggly, noisy polygon of ``n`` vertices (radius about 18°) with a hole."""
+    import numpy as np
+    import shapely
+
+    rng = np.random.default_rng(seed)
+    t = np.linspace(0, 2 * np.pi, n, endpoint=False)
+    r = 18 + 1.5 * np.sin(37 * t) + rng.normal(0, 0.05, n)
+    hole = np.column_stack([-54 + 3 * np.cos(t[::100]), -14 + 3 * np.sin(t[::100])])
+    return shapely.Polygon(np.column_stack([-54 + r * np.cos(t), -14 + r * np.sin(t)]), [hole])
 
 
 class RssPeak:
@@ -62,7 +75,7 @@ class RssPeak:
         return (self.peak - self.base) / 2**20
 
 
-def _case(name: str, aoi: list[float], grid: TileGrid, path: Path) -> Callable[[], int]:
+def _case(name: str, aoi: Any, grid: TileGrid, path: Path) -> Callable[[], int]:
     if name == "plan_tiles":
         return lambda: plan_tiles(aoi, grid=grid).num_rows
     return lambda: write_manifest(aoi, path, grid=grid)
@@ -72,7 +85,7 @@ def _warm(grid: TileGrid) -> None:
     plan_tiles([8.0, 48.0, 8.1, 48.1], grid=grid)  # imports and PROJ's database
 
 
-def _memory(name: str, aoi: list[float], grid: TileGrid, path: Path, kind: str) -> float:
+def _memory(name: str, aoi: Any, grid: TileGrid, path: Path, kind: str) -> float:
     """Peak memory (MiB) of one run in this (fresh) process."""
     _warm(grid)
     fn = _case(name, aoi, grid, path)
@@ -87,7 +100,7 @@ def _memory(name: str, aoi: list[float], grid: TileGrid, path: Path, kind: str) 
     return peak / 2**20
 
 
-def measure(name: str, aoi: list[float], grid: TileGrid, path: Path, repeats: int
+def measure(name: str, aoi: Any, grid: TileGrid, path: Path, repeats: int
             ) -> dict[str, float]:
     fn = _case(name, aoi, grid, path)
     times = []
@@ -106,19 +119,20 @@ def measure(name: str, aoi: list[float], grid: TileGrid, path: Path, repeats: in
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--aoi", choices=sorted(AOIS), default="brazil")
+    ap.add_argument("--aoi", choices=[*sorted(AOIS), "outline"], default="brazil")
     ap.add_argument("--tile-px", type=int, default=1024)
     ap.add_argument("--resolution", type=float, default=10.0)
     ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     grid = TileGrid(tile_px=args.tile_px, resolution=args.resolution)
-    aoi = AOIS[args.aoi]
+    aoi = outline() if args.aoi == "outline" else AOIS[args.aoi]
     _warm(grid)
     with tempfile.TemporaryDirectory() as d:
         path = Path(d) / "tiles.parquet"
         cases = {"plan_tiles (table in memory)": "plan_tiles",
                  "write_manifest (streamed)": "write_manifest"}
-        print(f"AOI {args.aoi} {aoi}, tiles of {grid.tile_px} px at {grid.resolution:g} m "
+        shown = aoi if isinstance(aoi, list) else f"{len(aoi.exterior.coords)} vertices"
+        print(f"AOI {args.aoi} {shown}, tiles of {grid.tile_px} px at {grid.resolution:g} m "
               f"({grid.size / 1000:g} km)")
         print(f"{'case':32} {'tiles':>8} {'best s':>7} {'median s':>8} {'tiles/s':>9} "
               f"{'RSS +MiB':>9} {'traced MiB':>10}")
