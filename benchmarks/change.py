@@ -143,10 +143,9 @@ def run_real(record: bool) -> dict:
     series = real_series()
     try:
         live = {name: pyccd_on(rows) for name, rows in series.items()}
-        import ccd
+        from importlib.metadata import version
 
-        source = f"lcmap-pyccd {ccd.__version__ if hasattr(ccd, '__version__') else ''}"
-        source = source.strip() + " (run now)"
+        source = f"lcmap-pyccd {version('lcmap-pyccd')} (run now)"
     except ImportError:
         live = None
     if record:
