@@ -103,7 +103,7 @@ def train_seed(name: str, seed: int, *, out: Path, cities: list[CityData], threa
 def head_f1(path: Path, city: CityData, *, device: str) -> dict[str, float]:
     """Built-up F1 of each head on every yearly composite of ``city`` (pooled)."""
     from eocube.models import load_model
-    from eocube.models.apply import builtup_metrics
+    from eocube.testing.builtup import builtup_metrics
 
     model, spec = load_model(path, device=device)
     return {k: float(v["f1"]) for k, v in builtup_metrics(model, spec, city, device=device).items()

@@ -36,7 +36,7 @@ def _weights(d: Path | None, name: str) -> str | Path:
 def _builtup(city: CityData, weights: Path | None, names: list[str], *, suffix: str,
              amp: bool, device: str) -> dict[str, dict[str, float]]:
     """Built-up metrics of each model (and head) on every yearly composite of ``city``."""
-    from eocube.models.apply import builtup_metrics
+    from eocube.testing.builtup import builtup_metrics
 
     rows = {}
     for name in names:

@@ -18,7 +18,7 @@ from eocube.models.io import resolve_device
 from eocube.models.spec import ModelSpec, normalize
 
 if TYPE_CHECKING:
-    from eocube.models.data import CityData
+    pass
 
 
 def to_tensor(spec: ModelSpec, name: str, x: np.ndarray, /, *,
@@ -73,26 +73,6 @@ def predict(model: nn.Module, spec: ModelSpec, inputs: Mapping[str, np.ndarray],
             continue
         res[k] = o[:, 0] if batched else o[0, 0]
     return res
-
-
-def builtup_metrics(model: nn.Module, spec: ModelSpec, city: CityData, /, *,
-                    device: str | torch.device = "auto", amp: bool = False
-                    ) -> dict[str, dict[str, float]]:
-    """Map metrics (F1, precision, recall, IoU, kappa) of every output head of a built-up
-    model against ``city``'s built-up truth, pooled over its yearly composites; a head's
-    map is its probability > 0.5."""
-    from eocube.estimates.metrics import map_metrics
-    from eocube.models.data import as_array
-
-    truth, preds = [], {}
-    for y in city.years:
-        ins = {i.name: as_array(city.inputs[y], i.bands) for i in spec.inputs}
-        out = predict(model, spec, ins, device=device, amp=amp)
-        truth.append(city.builtup[y].to_numpy())
-        for k, v in out.items():
-            preds.setdefault(k, []).append(v > 0.5)
-    t = np.stack(truth)
-    return {k: map_metrics(t, np.stack(v)) for k, v in preds.items()}
 
 
 def head_output(spec: ModelSpec, v: torch.Tensor, /) -> np.ndarray:

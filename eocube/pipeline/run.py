@@ -18,10 +18,30 @@ from typing import Any
 
 from eocube.pipeline.catalog import stage_item, write_run_catalog
 from eocube.pipeline.config import RunConfig, load_config
+from eocube.pipeline.evaluation import evaluation_stage
+from eocube.pipeline.report import report_stage
 from eocube.pipeline.runner import LOG, RunFolder, RunResult, Stage, check_writable, run_stages
 from eocube.pipeline.sources import archive_for_run, check_sources
+from eocube.pipeline.stages import (
+    buildings_stage,
+    change_stage,
+    cubes_stage,
+    estimates_stage,
+    features_stage,
+    inference_stage,
+    search_stage,
+    zones_stage,
+)
 
-__all__ = ["DEMO_CONFIG", "run_pipeline"]
+__all__ = ["DEMO_CONFIG", "STAGE_FUNCTIONS", "run_pipeline"]
+
+#: the stage function of each stage of the flow
+STAGE_FUNCTIONS: dict[str, Stage] = {
+    "search": search_stage, "cubes": cubes_stage, "inference": inference_stage,
+    "change": change_stage, "buildings": buildings_stage, "zones": zones_stage,
+    "features": features_stage, "estimates": estimates_stage,
+    "evaluation": evaluation_stage, "report": report_stage,
+}
 
 #: the shipped configuration of ``eocube demo`` / ``make demo``
 DEMO_CONFIG = Path(__file__).with_name("demo.yaml")
@@ -140,8 +160,6 @@ def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
         A bad configuration, an unreachable catalog, an AOI outside its coverage, a missing
         vector layer or an unusable output folder: nothing has been written.
     """
-    from eocube.pipeline.stages import STAGE_FUNCTIONS
-
     cfg = config if isinstance(config, RunConfig) else load_config(config, **overrides)
     if isinstance(config, RunConfig) and overrides:
         cfg = cfg.model_copy(update=overrides)

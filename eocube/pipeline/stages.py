@@ -10,7 +10,6 @@ layers, as they would for a real city.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -20,7 +19,8 @@ import xarray as xr
 from eocube.errors import ConfigError
 from eocube.pipeline.runner import StageContext
 
-__all__ = ["STAGE_FUNCTIONS"]
+__all__ = ["buildings_stage", "change_stage", "cubes_stage", "estimates_stage",
+           "features_stage", "inference_stage", "search_stage", "zones_stage"]
 
 S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 S1_BANDS = ("vv", "vh")
@@ -386,31 +386,3 @@ def greening_estimate(ctx: StageContext, pop: Any) -> None:
     to_geoparquet(g.districts, ctx.output("greening_districts.parquet",
                                           title="suitability per community"))
     ctx.properties["eocube:ahp"] = {"cr": float(g.ahp.cr) if hasattr(g.ahp, "cr") else None}
-
-
-STAGE_FUNCTIONS: dict[str, Callable[[StageContext], None]] = {
-    "search": search_stage,
-    "cubes": cubes_stage,
-    "inference": inference_stage,
-    "change": change_stage,
-    "buildings": buildings_stage,
-    "zones": zones_stage,
-    "features": features_stage,
-    "estimates": estimates_stage,
-}
-
-
-def _evaluation(ctx: StageContext) -> None:
-    from eocube.pipeline.evaluation import evaluation_stage
-
-    evaluation_stage(ctx)
-
-
-def _report(ctx: StageContext) -> None:
-    from eocube.pipeline.report import report_stage
-
-    report_stage(ctx)
-
-
-STAGE_FUNCTIONS["evaluation"] = _evaluation
-STAGE_FUNCTIONS["report"] = _report

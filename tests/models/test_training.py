@@ -139,7 +139,7 @@ def test_mmcr_recipe_ramps_the_consistency_weight_up(tiny_city):
 def test_builtup_metrics_score_every_head_against_the_city_truth(tiny_city):
     import dataclasses
 
-    from eocube.models.apply import builtup_metrics
+    from eocube.testing.builtup import builtup_metrics
 
     model, spec = load_model("urban_fusion", device="cpu")
     got = builtup_metrics(model, spec, tiny_city, device="cpu")
