@@ -10,6 +10,7 @@ uses them to load and scale.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 from collections.abc import Mapping
 from typing import Any, Literal
@@ -107,13 +108,22 @@ class SensorProfile:
         ConfigError
             If no band of the profile answers to ``key``.
         """
-        k = key.lower()
-        for b in self.bands:
-            if k in (x.lower() for x in b.keys):
-                return b
+        b = self._by_key.get(key.lower())
+        if b is not None:
+            return b
         raise ConfigError(f"profile {self.name!r} has no band {key!r}; its bands are "
                           f"{[b.name for b in self.bands]} (aliases: "
                           f"{sorted({a for b in self.bands for a in b.aliases})})")
+
+    @functools.cached_property
+    def _by_key(self) -> dict[str, BandSpec]:
+        """Lower-case key → band, the first band that has the key (asked per item and band
+        while a load is planned)."""
+        out: dict[str, BandSpec] = {}
+        for b in self.bands:
+            for k in b.keys:
+                out.setdefault(k.lower(), b)
+        return out
 
     def has_band(self, key: str, /) -> bool:
         try:

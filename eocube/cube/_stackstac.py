@@ -106,6 +106,7 @@ def _stack_item(it: ParsedItem, plan: LoadPlan) -> dict[str, Any]:
 
 def read(plan: LoadPlan, /) -> xr.Dataset:
     """The plan's raw (time, y, x) bands, read by stackstac (lazily)."""
+    import dask.array as da
     import stackstac
     from rasterio.enums import Resampling
 
@@ -127,45 +128,96 @@ def read(plan: LoadPlan, /) -> xr.Dataset:
     by_method: dict[str, list[str]] = {}
     for b, m in plan.resampling.items():
         by_method.setdefault(m, []).append(b)
-    out: dict[str, xr.DataArray] = {}
-    for m, bs in by_method.items():
-        arr = stackstac.stack(
-            dicts, assets=bs, epsg=int(epsg), resolution=res, bounds=bounds,
-            snap_bounds=False, dtype=np.dtype("float32"), fill_value=np.float32(np.nan),
-            rescale=False, sortby_date=False, chunksize=(1, 1, cy, cx),
-            resampling=Resampling[m], reader=reader, gdal_env=stackstac_env(),
+
+    def stack(kept: list[int], bands: list[str], method: str, *, by_step: bool = True) -> Any:
+        # one chunk along time per time step, so fusing a step is one task per chunk
+        sizes = [sum(p in kept_set for p in range(s0, s0 + len(g)))
+                 for g, s0, kept_set in _starts(plan, set(kept))]
+        return stackstac.stack(
+            [dicts[p] for p in kept], assets=bands, epsg=int(epsg), resolution=res,
+            bounds=bounds, snap_bounds=False, dtype=np.dtype("float32"),
+            fill_value=np.float32(np.nan), rescale=False, sortby_date=False,
+            chunksize=(tuple(n for n in sizes if n) if by_step else 1, 1, cy, cx),
+            resampling=Resampling[method], reader=reader, gdal_env=stackstac_env(),
             xy_coords="center")
+
+    def ids(arr: Any) -> list[int]:
+        return [int(i) for i in np.atleast_1d(arr["id"].values)]
+
+    out: dict[str, xr.DataArray] = {}
+    guess = [p for p, it in enumerate(items) if _may_overlap(it, gb)]
+    for m, bs in by_method.items():
+        if not guess:
+            for b in bs:
+                out[b] = xr.DataArray(da.full((len(plan.groups), *gb.shape.yx), np.nan,
+                                              dtype="float32", chunks=(1, cy, cx)),
+                                      dims=("time", "y", "x"))
+            continue
+        try:
+            arr = stack(guess, bs, m)
+        except ValueError:  # chunks that do not add up: stackstac dropped another item
+            arr = None
+        if arr is None or ids(arr) != guess:
+            # ask stackstac which items it keeps (one chunk per item cannot fail), then
+            # chunk by time step
+            kept = ids(stack(guess, bs, m, by_step=False))
+            arr = stack(kept, bs, m)
+        kept = ids(arr)
         if arr.shape[-2:] != tuple(gb.shape.yx):
             raise GridError(f"stackstac made a {arr.shape[-2:]} grid for the {gb.shape.yx} "
                             "GeoBox; this is a bug, please report it")
-        kept = [int(i) for i in np.atleast_1d(arr["id"].values)]
         band_pos = {str(v): j for j, v in enumerate(np.atleast_1d(arr["band"].values))}
         for b in bs:
-            out[b] = xr.DataArray(_fuse_steps(arr, band_pos.get(b), kept, plan, b),
+            out[b] = xr.DataArray(_fuse_steps(arr.data, band_pos.get(b), kept, plan, b),
                                   dims=("time", "y", "x"))
     return xr.Dataset(out)
 
 
-def _fuse_steps(arr: Any, j: int | None, kept: list[int], plan: LoadPlan, band: str) -> Any:
+def _starts(plan: LoadPlan, kept: set[int]) -> list[tuple[Any, int, set[int]]]:
+    """(group, position of its first item in ``plan.items``, ``kept``) per time step."""
+    out, s0 = [], 0
+    for g in plan.groups:
+        out.append((g, s0, kept))
+        s0 += len(g)
+    return out
+
+
+def _may_overlap(it: ParsedItem, gb: Any) -> bool:
+    """Whether stackstac keeps ``it``: some band's asset overlaps the output bounds (as
+    stackstac tests it; an asset in another CRS is assumed to, ``read`` checks)."""
+    x0, y0, x1, y1 = gb.boundingbox
+    for src in it.sources.values():
+        b = src.grid.bounds()
+        if b is None or src.grid.crs is None or not (src.grid.crs == str(gb.crs)
+                                                     or gb.crs == src.grid.crs):
+            return True
+        if max(b[0], x0) < min(b[2], x1) and max(b[1], y0) < min(b[3], y1):
+            return True
+    return False
+
+
+def _fuse_steps(data: Any, j: int | None, kept: list[int], plan: LoadPlan, band: str) -> Any:
     """One task per time step and chunk that fuses the step's items of band ``j`` of
-    stackstac's (item, band, y, x) array ``arr`` (``kept``: their positions in the plan)."""
+    stackstac's (item, band, y, x) dask array ``data`` (chunked by time step; ``kept``: the
+    items' positions in the plan)."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
 
-    pos = {p: i for i, p in enumerate(kept)}
-    steps, start = [], 0
-    for g in plan.groups:
-        members = [(pos[p], _units(it.sources.get(band)))
-                   for p, it in enumerate(g, start) if p in pos]
-        steps.append(members if j is not None else [])
-        start += len(g)
-    ych, xch = arr.chunks[2], arr.chunks[3]
-    data = arr.data
-    name = f"eocube-stackstac-{band}-" + tokenize(data.name, j, steps)
-    dsk = {(name, t, iy, ix): (_fuse, [(data.name, i, j, iy, ix) for i, _ in st],
-                               [u for _, u in st], (ych[iy], xch[ix]))
-           for t, st in enumerate(steps) for iy in range(len(ych)) for ix in range(len(xch))}
+    kept_set = set(kept)
+    steps: list[tuple[int | None, list[tuple[float, float, float]]]] = []
+    block = 0
+    for g, s0, _ in _starts(plan, kept_set):
+        units = [_units(it.sources.get(band)) for p, it in enumerate(g, s0) if p in kept_set]
+        steps.append((block if units and j is not None else None, units))
+        block += bool(units)
+    ych, xch = data.chunks[2], data.chunks[3]
+    dname = data.name
+    name = f"eocube-stackstac-{band}-" + tokenize(dname, j, steps)
+    dsk = {(name, t, iy, ix): (_fuse, (dname, k, j, iy, ix) if k is not None else None,
+                               units, (ych[iy], xch[ix]))
+           for t, (k, units) in enumerate(steps)
+           for iy in range(len(ych)) for ix in range(len(xch))}
     graph = HighLevelGraph.from_collections(name, dsk, dependencies=[data])
     return da.Array(graph, name, ((1,) * len(steps), ych, xch), dtype=np.dtype("float32"))
 
@@ -177,14 +229,15 @@ def _units(src: BandSource | None) -> tuple[float, float, float]:
     return src.scale, src.offset, math.nan if src.nodata is None else src.nodata
 
 
-def _fuse(blocks: list[np.ndarray], units: list[tuple[float, float, float]],
+def _fuse(block: np.ndarray | None, units: list[tuple[float, float, float]],
           shape: tuple[int, int]) -> np.ndarray:
-    """One time step of one chunk from its items' stackstac blocks (1, 1, y, x) of stored
-    values: each scaled by its own scale and offset, its nodata made NaN, fused in order
-    (first finite value, else a failure marker, else NaN)."""
+    """One time step of one chunk from its items' stored values (stackstac's block
+    (items, 1, y, x); ``None``: no item): each scaled by its own scale and offset, its nodata
+    made NaN, fused in order (first finite value, else a failure marker, else NaN)."""
     out = np.full(shape, np.nan, dtype="float32")
-    for block, (s, o, nod) in zip(blocks, units, strict=True):
-        layer = block[0, 0]
+    if block is None:
+        return out[None]
+    for layer, (s, o, nod) in zip(block[:, 0], units, strict=True):
         if s != 1 or o != 0:
             v = np.multiply(layer, np.float32(s), dtype="float32")
             v += np.float32(o)

@@ -188,3 +188,23 @@ def test_hdf5_loads_honour_resampling_and_refuse_another_engine(stac_api, s2_ite
     assert both.mean() > 0.7 and not np.array_equal(near[both], bil[both])
     # the NTL grid is 15″ (~460 m): nearest repeats each radiance over a block of 100 m pixels
     assert len(np.unique(near[both])) < len(np.unique(bil[both]))
+
+
+def test_stackstac_items_off_the_output_bounds_are_left_out_in_step_order(monkeypatch,
+                                                                          first_date,
+                                                                          s2_items,
+                                                                          tiny_scene):
+    """stackstac drops the items that miss the bounds; whether eocube foresees it or learns
+    it from stackstac's answer (a second stack call), the steps get the right items."""
+    from eocube.cube import _stackstac
+
+    gb = tiny_scene.geobox
+    corner = GeoBox((40, 30), gb.transform * Affine.translation(-10, -5), gb.crs)
+    kw = {"bands": ["B04", "B08"], "geobox": corner, "chunks": {"x": 16, "y": 16}}
+    want = load(s2_items, engine="odc", **kw).compute()
+    foreseen = load(s2_items, engine="stackstac", **kw).compute()
+    monkeypatch.setattr(_stackstac, "_may_overlap", lambda it, gb: True)
+    learnt = load(s2_items, engine="stackstac", **kw).compute()
+    assert np.isfinite(want.B04.values).any() and np.isnan(want.B04.values).any()
+    xr.testing.assert_identical(foreseen, want)
+    xr.testing.assert_identical(learnt, want)
