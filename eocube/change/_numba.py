@@ -98,27 +98,62 @@ def _mad(r, m, buf):
 def _wls(xt, y, w, m, ridge, a, b, coef):
     """Weighted least squares on the 5-column Tmask design through its normal equations."""
     for i in range(5):
-        for j in range(5):
+        for j in range(i + 1):
             acc = 0.0
             for q in range(m):
                 acc += w[q] * xt[q, i] * xt[q, j]
             a[i, j] = acc
+            a[j, i] = acc
         acc = 0.0
         for q in range(m):
             acc += w[q] * xt[q, i] * y[q]
         b[i, 0] = acc
         # on every coefficient: with all weights 0 the fit is 0, as pyccd's lstsq gives
         a[i, i] += max(ridge, 1e-12) * m
-    coef[:] = np.linalg.solve(a, b)[:, 0]
+    _cholesky(a)
+    for i in range(5):
+        coef[i] = b[i, 0]
+    _chol_solve(a, coef)
+
+
+@numba.njit(**_INLINE)
+def _cholesky(a):
+    """In place: the lower Cholesky factor of the 5×5 positive definite ``a``."""
+    for j in range(5):
+        d = a[j, j]
+        for k in range(j):
+            d -= a[j, k] * a[j, k]
+        d = math.sqrt(d)
+        a[j, j] = d
+        for i in range(j + 1, 5):
+            v = a[i, j]
+            for k in range(j):
+                v -= a[i, k] * a[j, k]
+            a[i, j] = v / d
+
+
+@numba.njit(**_INLINE)
+def _chol_solve(lo, v):
+    """In place: ``v`` ← (L Lᵀ)⁻¹ v for the factor ``lo`` of `_cholesky`."""
+    for i in range(5):
+        acc = v[i]
+        for k in range(i):
+            acc -= lo[i, k] * v[k]
+        v[i] = acc / lo[i, i]
+    for i in range(4, -1, -1):
+        acc = v[i]
+        for k in range(i + 1, 5):
+            acc -= lo[k, i] * v[k]
+        v[i] = acc / lo[i, i]
 
 
 @numba.njit(**_JIT)
-def _tmask(dc, yc, removed, s, e, vario, tb, t_const, ridge, out):
+def _tmask(dc, yc, removed, s, e, vario, tb, t_const, ridge, out, idx, xt, vec):
     """pyccd's Tmask on the kept observations of window [s, e): ``out[j - s]`` True for an
     outlier. Per Tmask band, a robust fit (pyccd's ``RLM(maxiter=5)``: bisquare IRLS with a
     leverage-adjusted MAD scale) of the annual and the window-long harmonic; an outlier is
-    farther than ``t_const`` variograms from it in any Tmask band."""
-    idx = np.empty(e - s, np.int64)
+    farther than ``t_const`` variograms from it in any Tmask band. ``idx``, ``xt`` and
+    ``vec`` are scratch space of the series' length (allocated once per chunk)."""
     m = 0
     for j in range(s, e):
         out[j - s] = False
@@ -127,7 +162,6 @@ def _tmask(dc, yc, removed, s, e, vario, tb, t_const, ridge, out):
             m += 1
     w1 = 2 * math.pi / DAYS_PER_YEAR
     w2 = w1 / math.ceil((dc[idx[m - 1]] - dc[idx[0]]) / DAYS_PER_YEAR)
-    xt = np.empty((m, 5))
     for q in range(m):
         t = dc[idx[q]]
         xt[q, 0] = math.cos(w1 * t)
@@ -136,16 +170,19 @@ def _tmask(dc, yc, removed, s, e, vario, tb, t_const, ridge, out):
         xt[q, 3] = math.sin(w2 * t)
         xt[q, 4] = 1.0
     a, b, coef, c0 = np.empty((5, 5)), np.empty((5, 1)), np.empty(5), np.empty(5)
-    ones, w, y, r, buf, adj = (np.ones(m), np.empty(m), np.zeros(m), np.empty(m), np.empty(m),
-                               np.empty(m))
+    ones, w, y, r, buf, adj = vec[0], vec[1], vec[2], vec[3], vec[4], vec[5]
+    ones[:m] = 1.0
+    y[:m] = 0.0
     # leverage: the hat matrix diagonal, capped at 0.9999 as pyccd caps it
-    _wls(xt, y, ones, m, ridge, a, b, coef)  # a = X'X (+ ridge)
-    inv = np.linalg.inv(a)
+    _wls(xt, y, ones, m, ridge, a, b, coef)  # a = the factor L of X'X (+ ridge)
     for q in range(m):
-        hq = 0.0
+        hq = 0.0  # x_q' (X'X)^-1 x_q = |L^-1 x_q|^2
         for i in range(5):
-            for j in range(5):
-                hq += xt[q, i] * inv[i, j] * xt[q, j]
+            acc = xt[q, i]
+            for k in range(i):
+                acc -= a[i, k] * c0[k]
+            c0[i] = acc / a[i, i]
+            hq += c0[i] * c0[i]
         adj[q] = 1.0 / math.sqrt(1.0 - min(0.9999, hq))
     for band in tb:
         mean = 0.0
@@ -288,6 +325,7 @@ def _kernel(values, days, x, det, tb, vb, n_seg, h, min_obs, min_days, obs_per_c
     vario, lb_mag, mag = np.zeros(nb), np.zeros(nb), np.zeros(nb)
     resid = np.zeros((max(n_time, h), nb))
     tmask_out = np.zeros(n_time, np.bool_)
+    tm_idx, tm_x, tm_vec = np.zeros(n_time, np.int64), np.zeros((n_time, 5)), np.zeros((6, n_time))
     buf = np.zeros(max(n_time, h))
     mags = np.zeros(h)
     ring = np.zeros((h, nb))
@@ -382,7 +420,8 @@ def _kernel(values, days, x, det, tb, vb, n_seg, h, min_obs, min_days, obs_per_c
                     # observations or too short a time would be left (then grow the window)
                     n_out = 0
                     if tmask_const > 0:
-                        _tmask(dc, yc, removed, s, e, vario, tb, tmask_const, ridge, tmask_out)
+                        _tmask(dc, yc, removed, s, e, vario, tb, tmask_const, ridge, tmask_out,
+                               tm_idx, tm_x, tm_vec)
                         k_first, k_last = e, s - 1
                         for j in range(s, e):
                             if not removed[j]:
