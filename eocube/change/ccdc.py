@@ -292,15 +292,15 @@ def ccdc(
     chi2_prob, outlier_prob, consecutive, min_obs, min_days
         See above; the defaults are CCDC's (0.99, 0.999999, 6, 12, 365).
     backend
-        ``"numba"`` (the CPU default: the phases compiled one pixel at a time, several
-        thousand 20-year pixels per second per core, over 1000 times lcmap-pyccd, see
-        ``benchmarks/change.py``; compiled on first use, then cached),
+        ``"numba"`` (the CPU default: the phases compiled one pixel at a time, about two
+        thousand 20-year pixels per second per core with the Tmask, over 1000 times
+        lcmap-pyccd, see ``benchmarks/change.py``; compiled on first use, then cached),
         ``"numpy"`` (all pixels of a chunk advanced together as array operations: the
         reference the other backends are tested against), or ``"torch"`` (the numpy
         statements in float64 on ``device``; what GPU workers run). The three make the
         same decisions (breaks, segments, outliers); coefficients, RMSE and magnitudes
         differ by rounding only (numba and numpy solve the same normal equations with the
-        same LAPACK routine).
+        same LAPACK routine; the Tmask's 5×5 systems by Cholesky in numba, by LU in numpy).
     device
         For torch: ``"auto"`` (CUDA when available), ``"cpu"``, ``"cuda"``, ``"cuda:1"`` …
     **advanced
