@@ -5,6 +5,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 VENV=.venv
+# The report test opens the HTML report in a real browser: Debian's chromium, installed when
+# missing (as root, as on CI); otherwise say how, since that test fails without it.
+if ! command -v chromium >/dev/null 2>&1 && ! command -v chromium-browser >/dev/null 2>&1; then
+  if command -v apt-get >/dev/null 2>&1 && [ "$(id -u)" = 0 ]; then
+    apt-get update -q >/dev/null && apt-get install -y -q --no-install-recommends chromium >/dev/null
+  else
+    echo "setup: please install Debian's chromium (sudo apt-get install chromium)" >&2
+  fi
+fi
 stamp=$VENV/.eocube-installed
 if [ -f "$stamp" ] && [ "$stamp" -nt pyproject.toml ]; then
   exit 0
