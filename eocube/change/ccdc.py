@@ -256,6 +256,11 @@ def ccdc(
       it) when the median revisit is under 16 days;
     - a first segment cut short by a change found looking back from the first stable
       window is a break (pyccd fits it and reports no break);
+    - looking back, the peek is the ``consecutive`` observations before the window, the
+      ones the Tmask dropped earlier included (pyccd's slice takes one fewer and skips
+      them): a Tmask that took the first observations after a change for outliers would
+      otherwise date the change a revisit late (on the synthetic city, 87 % instead of
+      99.8 % of breaks on time);
     - the change magnitude is the signed median residual (observed − predicted) over the
       ``consecutive`` break observations, as in the original CCDC, not pyccd's median of
       absolute residuals;
