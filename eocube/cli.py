@@ -75,16 +75,16 @@ def validate(path: Annotated[Path, typer.Argument(help="archive or run folder")]
 
 
 def _run(config: Path | None, *, overwrite: bool, **overrides: object) -> None:
-    from eocube.pipeline import run_pipeline
+    from eocube.pipeline import load_config, run_pipeline
 
+    cfg = load_config(config, **overrides)
     try:
-        result = run_pipeline(config, overwrite=overwrite, **overrides)
+        result = run_pipeline(cfg, overwrite=overwrite)
     except EocubeError:
         raise
     except Exception as e:  # a stage failed: the manifest and run.log have the details
-        out = overrides.get("output") or "the run folder"
         typer.echo(f"error: {type(e).__name__}: {e}".splitlines()[0]
-                   + f" (see {out}/run.log)", err=True)
+                   + f" (see {cfg.output / 'run.log'})", err=True)
         raise typer.Exit(1) from None
     typer.echo(f"{result.status}: {result.root} (ran {len(result.ran)} stages, skipped "
                f"{len(result.skipped)}; report {result.root / 'report' / 'report.html'})")
@@ -97,11 +97,18 @@ def run(config: Annotated[Path | None, typer.Argument(
         output: Annotated[Path | None, typer.Option(help="run folder (overrides output:)")
                           ] = None,
         overwrite: Annotated[bool, typer.Option(
-            help="replace a synthetic city of another preset or seed at city.archive")] = False
+            help="replace a synthetic city of another preset or seed at city.archive")] = False,
+        cluster: Annotated[str | None, typer.Option(
+            help="a Dask scheduler address (tcp://host:8786), 'local' or 'threads' "
+                 "(overrides cluster:)")] = None
         ) -> None:
     """Run the pipeline: search → cubes → inference → change → buildings → zones → features →
     estimates → evaluation → report. A killed run resumes where it stopped."""
-    _run(config, overwrite=overwrite, output=output)
+    kind = None
+    if cluster is not None:
+        kind = ({"kind": cluster} if cluster in ("local", "threads", "cuda")
+                else {"kind": "address", "address": cluster})
+    _run(config, overwrite=overwrite, output=output, cluster=kind)
 
 
 @app.command()
