@@ -96,6 +96,7 @@ class BuildingsConfig(_Strict):
 class EstimatesConfig(_Strict):
     seed: int = 0
     test_size: Annotated[float, Field(gt=0, lt=1)] = 0.25
+    splits: Annotated[int, Field(ge=1, le=50)] = 5  # seeded splits the spread is taken over
 
 
 class ClusterConfig(_Strict):

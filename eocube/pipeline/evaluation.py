@@ -132,7 +132,6 @@ def population_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
     from eocube.zonal import assign_zones
 
     pop = read_table(ctx, "estimates", "population_buildings.parquet")
-    comm = read_table(ctx, "estimates", "population_communities.parquet")
     census = read_table(ctx, "zones", "census.parquet").set_index("community_id")["pop_end"]
     tb = read_truth(archive, "buildings").to_crs(pop.crs)
     # each true building's occupants go to the derived footprint it overlaps most
@@ -141,8 +140,6 @@ def population_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
     per = tb.groupby("building_id")["occupants"].sum()
     truth = per.reindex(pop["building_id"]).fillna(0.0).to_numpy()
     missed = float(tb.loc[tb["building_id"].isna(), "occupants"].sum() / tb["occupants"].sum())
-    test_ids = set(comm.loc[comm["split"] == "test", "community_id"])
-    in_test = pop["community_id"].isin(test_ids).to_numpy()
 
     def allocate(weight: np.ndarray) -> np.ndarray:
         w = pd.Series(weight, index=pop.index)
@@ -150,23 +147,37 @@ def population_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
         return (w / tot * pop["community_id"].map(census)).fillna(0.0).to_numpy()
 
     area = pop.geometry.area.to_numpy()
-    methods = {
-        "DEFF": pop["population"].to_numpy(np.float64),
+    base = {
         "capacity-proportional (census × footprint·floors share)": allocate(
             area * pop["floors"].to_numpy(np.float64)),
         "footprint-area allocation (census × footprint share)": allocate(area),
     }
+    # building level, on each split's held-out communities: mean ± sd over the split seeds
+    splits = read_table(ctx, "estimates", "population_splits_buildings.parquet")
+    seeds = sorted(int(c.removeprefix("population_s")) for c in splits.columns
+                   if c.startswith("population_s"))
+    scores: dict[str, list[tuple[float, float]]] = {}
+    for k in seeds:
+        held = splits[f"test_s{k}"].to_numpy(bool)
+        for name, pred in {"DEFF": splits[f"population_s{k}"].to_numpy(np.float64),
+                           **base}.items():
+            scores.setdefault(name, []).append((float(r2(truth[held], pred[held])),
+                                                float(mae(truth[held], pred[held]))))
     rows = []
-    for name, pred in methods.items():
-        rows.append({"method": name, "level": "building", "n": int(in_test.sum()),
-                     "R2": float(r2(truth[in_test], pred[in_test])),
-                     "MAE": float(mae(truth[in_test], pred[in_test])),
+    for name, sc in scores.items():
+        a = np.asarray(sc)
+        rows.append({"method": name, "level": "building (held-out communities)",
+                     "splits": len(sc), "R2": a[:, 0].mean(), "R2_sd": a[:, 0].std(ddof=1)
+                     if len(sc) > 1 else np.nan, "MAE": a[:, 1].mean(),
+                     "MAE_sd": a[:, 1].std(ddof=1) if len(sc) > 1 else np.nan,
                      "population_not_in_any_footprint": missed})
-    cmp = read_table(ctx, "estimates", "population_comparison.parquet")
-    for name, r in cmp.iterrows():
+    per = read_table(ctx, "estimates", "population_splits.parquet")
+    agg = per.groupby("model", sort=False).agg(
+        splits=("split_seed", "nunique"), MAPE=("MAPE", "mean"), MAPE_sd=("MAPE", "std"),
+        R2=("R2", "mean"), R2_sd=("R2", "std"), MAE=("MAE", "mean"), MAE_sd=("MAE", "std"))
+    for name, r in agg.iterrows():
         rows.append({"method": str(name), "level": "community (held-out, census)",
-                     "n": len(test_ids), "R2": float(r["R2"]), "MAPE": float(r["MAPE"]),
-                     "MAE": float(r["MAE"])})
+                     **{k: float(v) for k, v in r.items()}})
     return pd.DataFrame(rows)
 
 
@@ -194,6 +205,18 @@ def stock_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
              "bottom-up from the truth's heights and structures (input ceiling)": ceiling}
     built = truth > 0
     rows = []
+    if ctx.has("estimates", "stock_topdown_cells.parquet"):
+        td = read_table(ctx, "estimates", "stock_topdown_cells.parquet")
+        for col in [c for c in td.columns if str(c).startswith("pred_")]:
+            p = td.sort_values("cell")[col].to_numpy(np.float64)
+            if p.shape == truth.shape:
+                preds_td = stock_metrics(truth, p)
+                rows.append({"method": f"top-down {col.removeprefix('pred_')} (shipped CNN)",
+                             "spearman_built_cells": stock_metrics(truth[built], p[built])[
+                                 "spearman"],
+                             "spearman_all_cells": preds_td["spearman"],
+                             "total_rel_error": preds_td["total_rel_error"],
+                             "wRMSE": preds_td["wRMSE"], "cells_built": int(built.sum())})
     for name, tab in preds.items():
         p = stock_grid(tab, gb)["stock_total_t"].to_numpy().ravel()
         m_all = stock_metrics(truth, p)

@@ -336,9 +336,27 @@ def estimates_stage(ctx: StageContext) -> None:
     built_last = (prob.isel(time=-1) >= cfg.change.threshold).astype("float32").load()
     # the gridded baselines start from a coarse census: communities dissolved on 1.2 km cells
     districts = coarse_districts(comm.merge(census, on="community_id"), cell_m=1200.0)
-    cmp = compare_population(b_in, pois=pois, taz=taz, communities=comm, census=census,
-                             features=feats, builtup=built_last, districts=districts,
-                             seed=est.seed, test_size=est.test_size)
+    # DEFF, its ablations and baselines on several seeded 3:1 splits (a spread, not one split)
+    tables, per_seed = [], {}
+    for seed in [est.seed, *[s for s in range(est.splits) if s != est.seed]][: est.splits]:
+        c = compare_population(b_in, pois=pois, taz=taz, communities=comm, census=census,
+                               features=feats, builtup=built_last, districts=districts,
+                               seed=seed, test_size=est.test_size)
+        tables.append(c.table.reset_index().assign(split_seed=seed))
+        d = c.deff
+        test_ids = d.communities.loc[d.communities["split"] == "test", "community_id"]
+        per_seed[seed] = (d.buildings["population"].to_numpy(),
+                          d.buildings["community_id"].isin(set(test_ids)).to_numpy())
+        if seed == est.seed:
+            cmp = c
+    splits = pd.DataFrame({"building_id": cmp.deff.buildings["building_id"].to_numpy(),
+                           **{f"population_s{k}": v[0] for k, v in per_seed.items()},
+                           **{f"test_s{k}": v[1] for k, v in per_seed.items()}})
+    to_geoparquet(pd.concat(tables, ignore_index=True),
+                  ctx.output("population_splits.parquet",
+                             title="DEFF and baselines per split seed"))
+    to_geoparquet(splits, ctx.output("population_splits_buildings.parquet",
+                                     title="building population per split seed"))
     res = cmp.deff
     pop = res.buildings
     to_geoparquet(pop, ctx.output("population_buildings.parquet", title="building population"))
@@ -350,6 +368,7 @@ def estimates_stage(ctx: StageContext) -> None:
     # stock, bottom-up from the estimated height and structure
     stock = bottom_up_stock(pop, function_col="function")
     to_geoparquet(stock, ctx.output("stock_buildings.parquet", title="bottom-up stock"))
+    topdown_estimate(ctx)
     # SDG 11.3.1 from the derived built-up of the first and last year and the census
     two = xr.concat([(prob.isel(time=0) >= cfg.change.threshold),
                      (prob.isel(time=-1) >= cfg.change.threshold)], dim="time"
@@ -360,6 +379,44 @@ def estimates_stage(ctx: StageContext) -> None:
     sdg["zone"] = sdg["zone"].astype(str)  # "city" and the community ids
     to_geoparquet(sdg, ctx.output("sdg_11_3_1.parquet", title="LCR, PGR, LCRPGR"))
     greening_estimate(ctx, pop)
+
+
+def stock_cells(ctx: StageContext, months: int) -> xr.Dataset:
+    """The 100 m stock cells of the run's grid with the last ``months`` monthly NTL radiances
+    (bilinear from 15″), as the top-down regressors take them."""
+    from odc.geo.xr import xr_reproject
+
+    g100 = grid_of(ctx).zoom_to(resolution=100.0)
+    ntl = open_zarr(ctx, "cubes", "ntl_monthly.zarr")["radiance"].isel(
+        time=slice(-months, None)).load()
+    return xr.Dataset({"ntl": xr_reproject(ntl, g100, resampling="bilinear").astype("float32")})
+
+
+def topdown_estimate(ctx: StageContext) -> None:
+    """Top-down stock per 100 m cell from the shipped regressors (the model named in
+    ``models.stock`` and the single-source ones beside it): optical patches of the last yearly
+    composite and the last months of NTL."""
+    from eocube.estimates import topdown_stock
+    from eocube.estimates.stock import STOCK_MODELS
+    from eocube.io import to_geoparquet
+    from eocube.models import read_spec
+
+    cfg = ctx.config
+    if "ntl" not in cfg.sensors:
+        ctx.log.info("estimates: no NTL sensor, top-down stock skipped")
+        return
+    models = list(dict.fromkeys([cfg.models.stock, *STOCK_MODELS]))
+    months = max(int(read_spec(m).kwargs.get("ntl_length", 0)) for m in models)
+    ntl_steps = open_zarr(ctx, "cubes", "ntl_monthly.zarr").sizes["time"]
+    if ntl_steps < months:
+        ctx.log.info("estimates: %d months of NTL, the stock models need %d; top-down skipped",
+                     ntl_steps, months)
+        return
+    optical = open_zarr(ctx, "cubes", "composites.zarr").isel(time=-1)[list(S2_BANDS)].load()
+    td = topdown_stock(stock_cells(ctx, months), optical=optical, models=models,
+                       device=cfg.inference.device if cfg.inference.device != "auto" else "cpu")
+    to_geoparquet(td.cells, ctx.output("stock_topdown_cells.parquet",
+                                       title="top-down stock per 100 m cell"))
 
 
 def greening_estimate(ctx: StageContext, pop: Any) -> None:
