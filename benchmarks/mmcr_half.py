@@ -46,7 +46,7 @@ from eocube.models.data import (
     city_spec,
     load_city,
 )
-from eocube.synth.spec import LANDSCAPE_NAMES
+from eocube.synth.cityspec import LANDSCAPE_NAMES
 
 RECIPES = ("urban_fusion_half", "urban_mmcr_half")
 HEADS = DUAL_HEADS["dual_stream_unet"]

@@ -23,7 +23,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import xr_coords
 
 from eocube.synth import CitySpec, make_world, resolve_spec
-from eocube.synth.archive import ntl_months, s1_dates, s1_orbit, s2_dates
+from eocube.synth.build import ntl_months, s1_dates, s1_orbit, s2_dates
 from eocube.synth.sensors import (
     S1_NODATA,
     S2_BANDS,

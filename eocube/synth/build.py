@@ -16,7 +16,6 @@ relative, which keeps two builds of one seed byte-identical wherever they are wr
 from __future__ import annotations
 
 import concurrent.futures as cf
-import hashlib
 import json
 import multiprocessing as mp
 import os
@@ -27,15 +26,25 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-import rasterio
 from odc.geo.geobox import GeoBox
 
 from eocube.errors import ArchiveError
-from eocube.synth import stac
+from eocube.io import file_sha256, write_cog, write_json
+from eocube.io.stac import (
+    EXT,
+    archive_asset,
+    archive_catalog,
+    archive_collection,
+    archive_item,
+    iso,
+    raster_band,
+)
+from eocube.synth.cityspec import CitySpec, resolve_spec
 from eocube.synth.openmap import OPEN_LAYERS, open_map_layers
 from eocube.synth.sensors import (
     S1_NODATA,
     S2_20M,
+    S2_BAND_META,
     S2_BANDS,
     S2_BOA_ADD_OFFSET,
     S2_PROCESSING_BASELINE,
@@ -44,7 +53,6 @@ from eocube.synth.sensors import (
     Scene,
     apply_affine,
 )
-from eocube.synth.spec import CitySpec, resolve_spec
 from eocube.synth.world import World, make_world, series_dates
 
 MANIFEST = "manifest.json"
@@ -195,15 +203,15 @@ def _write_archive(root: Path, world: World, *, workers: int) -> None:
     for cid, items in truth.items():
         _write_collection(root / TRUTH, world, cid, items, title=TRUTH_COLLECTIONS[cid])
     name, seed = world.spec.name, world.seed
-    _dump_json(root / "catalog.json", stac.catalog(
+    write_json(root / "catalog.json", archive_catalog(
         list(collections), title=f"eocube synthetic city {name!r}",
         description=f"Synthetic city (preset {name}, seed {seed}) observed by simulated "
                     "sensors."))
-    truth_cat = stac.catalog(
+    write_json(root / TRUTH / "catalog.json", archive_catalog(
         list(truth), title=f"truth of the eocube synthetic city {name!r}",
         description=f"What only the simulator of the synthetic city (preset {name}, seed "
-                    f"{seed}) knows; for evaluation and tests, never a pipeline input.")
-    _dump_json(root / TRUTH / "catalog.json", {**truth_cat, "id": "eocube-synthetic-city-truth"})
+                    f"{seed}) knows; for evaluation and tests, never a pipeline input.",
+        id="eocube-synthetic-city-truth"))
     all_items = [_rooted(it) for items in collections.values() for it in items]
     import rustac
 
@@ -219,32 +227,6 @@ def _rooted(item: dict[str, Any]) -> dict[str, Any]:
     out["links"] = []
     out["assets"] = {k: {**a, "href": f"{base}/{a['href'][2:]}"} for k, a in item["assets"].items()}
     return out
-
-
-def _dump_json(path: Path, obj: Any) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(obj, indent=1, sort_keys=True) + "\n")
-
-
-# ---- COG writing --------------------------------------------------------------------------
-
-def write_cog(path: Path, data: np.ndarray, gb: GeoBox, *, nodata: float | None,
-              resampling: str = "average") -> None:
-    """Write ``data`` ((y, x) or (band, y, x)) as a tiled, DEFLATE-compressed COG with
-    overviews. Deterministic: no timestamps are written."""
-    arr = data if data.ndim == 3 else data[None]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    h, w = arr.shape[1:]
-    block = 256 if min(h, w) >= 512 else max(16, (min(h, w) // 2) // 16 * 16)
-    profile = {
-        "driver": "COG", "width": w, "height": h, "count": arr.shape[0],
-        "dtype": arr.dtype.name, "crs": str(gb.crs), "transform": gb.transform,
-        "nodata": nodata, "compress": "DEFLATE",
-        "predictor": 3 if arr.dtype.kind == "f" else 2,
-        "blocksize": block, "overview_resampling": resampling, "num_threads": 1,
-    }
-    with rasterio.open(path, "w", **profile) as ds:
-        ds.write(arr)
 
 
 def _tiles(spec: CitySpec, gb: GeoBox) -> Iterable[tuple[str, int, int, GeoBox]]:
@@ -302,31 +284,31 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
             write_cog(d / f"{b}.tif", _tile_slice(bands[b], sub, full), sub, nodata=0,
                       resampling="nearest" if b == "SCL" else "average")
             if b == "SCL":
-                assets[b] = stac.asset(f"./{b}.tif", sub, title="Scene classification map",
+                assets[b] = archive_asset(f"./{b}.tif", sub, title="Scene classification map",
                                        roles=("data", "classification"), **{
-                                           "raster:bands": [stac.raster_band(
+                                           "raster:bands": [raster_band(
                                                "uint8", nodata=0, resolution=res)]})
             else:
-                cn, cw, fw, _ = stac.S2_BAND_META[b]
-                assets[b] = stac.asset(
+                cn, cw, fw, _ = S2_BAND_META[b]
+                assets[b] = archive_asset(
                     f"./{b}.tif", sub, title=f"Band {b} ({cn}) - {res}m",
                     roles=("data", "reflectance"), **{
                         "eo:bands": [{"name": b, "common_name": cn, "center_wavelength": cw,
                                       "full_width_half_max": fw}],
-                        "raster:bands": [stac.raster_band(
+                        "raster:bands": [raster_band(
                             "uint16", nodata=0, resolution=res, scale=1 / S2_QUANTIFICATION,
                             offset=S2_BOA_ADD_OFFSET / S2_QUANTIFICATION)]})
         scl = _tile_slice(bands["SCL"], sub20, gb20)
         cloud = float(np.isin(scl, SCL_CLOUD_AND_SHADOW).mean() * 100)
         props = {
-            "datetime": stac.iso(t), "platform": platform, "constellation": "sentinel-2",
+            "datetime": iso(t), "platform": platform, "constellation": "sentinel-2",
             "instruments": ["msi"], "eo:cloud_cover": round(cloud, 3),
             "s2:processing_baseline": S2_PROCESSING_BASELINE, "s2:mgrs_tile": tile,
             "s2:boa_add_offset": S2_BOA_ADD_OFFSET, "s2:quantification_value": S2_QUANTIFICATION,
         }
-        it = stac.item(iid, "sentinel-2-l2a", sub10, properties=props, assets=assets,
+        it = archive_item(iid, "sentinel-2-l2a", sub10, properties=props, assets=assets,
                        extensions=("proj", "eo", "raster"))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -362,20 +344,20 @@ def _s1_task(i: int) -> list[dict[str, Any]]:
         for pol, arr in pols.items():
             write_cog(d / f"{pol}.tif", _tile_slice(arr, sub, scene.geobox), sub,
                       nodata=S1_NODATA)
-            assets[pol] = stac.asset(
+            assets[pol] = archive_asset(
                 f"./{pol}.tif", sub, title=f"{pol.upper()}: gamma0 terrain-corrected backscatter",
-                **{"raster:bands": [stac.raster_band("float32", nodata=S1_NODATA,
+                **{"raster:bands": [raster_band("float32", nodata=S1_NODATA,
                                                      resolution=10, unit="linear power")]})
         props = {
-            "datetime": stac.iso(t), "platform": "sentinel-1a", "constellation": "sentinel-1",
+            "datetime": iso(t), "platform": "sentinel-1a", "constellation": "sentinel-1",
             "sar:instrument_mode": "IW", "sar:frequency_band": "C", "sar:center_frequency": 5.405,
             "sar:polarizations": ["VV", "VH"], "sar:product_type": "GRD",
             "sar:observation_direction": "right", "sat:orbit_state": orbit,
             "sat:relative_orbit": 11 if orbit == "ascending" else 142,
         }
-        it = stac.item(iid, "sentinel-1-rtc", sub, properties=props, assets=assets,
+        it = archive_item(iid, "sentinel-1-rtc", sub, properties=props, assets=assets,
                        extensions=("proj", "raster", "sar", "sat"))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -409,15 +391,15 @@ def _ntl(root: Path, scene: Scene, months: list[tuple[pd.Timestamp, pd.Timestamp
         iid = f"VNP46A3_{m:%Y%m}_{scene.world.spec.name}"
         d = root / "viirs-ntl-monthly" / iid
         write_cog(d / "radiance.tif", rad, gb, nodata=float("nan"))
-        assets = {"radiance": stac.asset(
+        assets = {"radiance": archive_asset(
             "./radiance.tif", gb, title="Monthly snow-free all-angle radiance",
-            **{"raster:bands": [stac.raster_band("float32", nodata=float("nan"),
+            **{"raster:bands": [raster_band("float32", nodata=float("nan"),
                                                  resolution=NTL_RES_M, unit="nW cm-2 sr-1")]})}
-        props = {"datetime": stac.iso(m), "start_datetime": stac.iso(m),
-                 "end_datetime": stac.iso(end), "platform": "suomi-npp", "instruments": ["viirs"]}
-        it = stac.item(iid, "viirs-ntl-monthly", gb, properties=props, assets=assets,
+        props = {"datetime": iso(m), "start_datetime": iso(m),
+                 "end_datetime": iso(end), "platform": "suomi-npp", "instruments": ["viirs"]}
+        it = archive_item(iid, "viirs-ntl-monthly", gb, properties=props, assets=assets,
                        extensions=("proj", "raster"))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -428,8 +410,8 @@ NTL_RES_M = 463.3  # 15 arc-seconds at the equator, as stated by the VIIRS produ
 def _blackmarble(root: Path, scene: Scene,
                  months: list[tuple[pd.Timestamp, pd.Timestamp, np.ndarray]]
                  ) -> list[dict[str, Any]]:
-    """The same monthly night lights as VNP46A3 HDF5 tiles (see ``synth.blackmarble``)."""
-    from eocube.synth import blackmarble as bm
+    """The same monthly night lights as VNP46A3 HDF5 tiles (see ``synth.vnp46a3``)."""
+    from eocube.synth import vnp46a3 as bm
 
     gb = scene.ntl_geobox
     items = []
@@ -443,14 +425,14 @@ def _blackmarble(root: Path, scene: Scene,
         bm.write_vnp46a3(d / fname, rad, gb, month=m,
                          rng=np.random.default_rng([scene.world.seed, 7, i]))
         tgb = bm.tile_geobox(h, v)
-        asset = stac.asset(f"./{fname}", tgb, title="VNP46A3 monthly HDF-EOS5 tile")
+        asset = archive_asset(f"./{fname}", tgb, title="VNP46A3 monthly HDF-EOS5 tile")
         asset["type"] = "application/x-hdf5"
-        props = {"datetime": stac.iso(m), "start_datetime": stac.iso(m),
-                 "end_datetime": stac.iso(end), "platform": "suomi-npp",
+        props = {"datetime": iso(m), "start_datetime": iso(m),
+                 "end_datetime": iso(end), "platform": "suomi-npp",
                  "instruments": ["viirs"], "blackmarble_tile": tile}
-        it = stac.item(iid, "blackmarble-vnp46a3", tgb, properties=props,
+        it = archive_item(iid, "blackmarble-vnp46a3", tgb, properties=props,
                        assets={"h5": asset}, extensions=("proj",))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -466,15 +448,15 @@ def _vhr(root: Path, scene: Scene) -> list[dict[str, Any]]:
         iid = f"vhr_{tile}_{t:%Y%m%d}"
         d = root / "eocube-synth-vhr" / iid
         write_cog(d / "visual.tif", _tile_slice(rgb, sub, gbv), sub, nodata=None)
-        assets = {"visual": stac.asset(
+        assets = {"visual": archive_asset(
             "./visual.tif", sub, title="True colour RGB", roles=("visual", "data"), **{
                 "eo:bands": [{"name": n, "common_name": n} for n in ("red", "green", "blue")],
-                "raster:bands": [stac.raster_band("uint8", nodata=None,
+                "raster:bands": [raster_band("uint8", nodata=None,
                                                   resolution=spec.vhr_res_m)] * 3})}
-        props = {"datetime": stac.iso(t), "gsd": float(spec.vhr_res_m)}
-        it = stac.item(iid, "eocube-synth-vhr", sub, properties=props, assets=assets,
+        props = {"datetime": iso(t), "gsd": float(spec.vhr_res_m)}
+        it = archive_item(iid, "eocube-synth-vhr", sub, properties=props, assets=assets,
                        extensions=("proj", "eo", "raster"))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -500,15 +482,15 @@ def _truth(root: Path, scene: Scene) -> list[dict[str, Any]]:
             sub = sub10 if full is scene.geobox else sub10.zoom_to(resolution=spec.vhr_res_m)
             write_cog(d / f"{key}.tif", _tile_slice(arr, sub, full), sub, nodata=nodata,
                       resampling="nearest")
-            assets[key] = stac.asset(f"./{key}.tif", sub, title=title, roles=("data", "truth"),
-                                     **{"raster:bands": [stac.raster_band(
+            assets[key] = archive_asset(f"./{key}.tif", sub, title=title, roles=("data", "truth"),
+                                     **{"raster:bands": [raster_band(
                                          arr.dtype.name, nodata=nodata,
                                          resolution=float(abs(sub.resolution.x)))]})
-        props = {"datetime": None, "start_datetime": stac.iso(pd.Timestamp(spec.start)),
-                 "end_datetime": stac.iso(pd.Timestamp(spec.end) + pd.Timedelta(hours=23))}
-        it = stac.item(iid, "eocube-synth-truth", sub10, properties=props, assets=assets,
+        props = {"datetime": None, "start_datetime": iso(pd.Timestamp(spec.start)),
+                 "end_datetime": iso(pd.Timestamp(spec.end) + pd.Timedelta(hours=23))}
+        it = archive_item(iid, "eocube-synth-truth", sub10, properties=props, assets=assets,
                        extensions=("proj", "raster"))
-        _dump_json(d / f"{iid}.json", it)
+        write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
 
@@ -521,14 +503,14 @@ def _mobile(root: Path, scene: Scene) -> list[dict[str, Any]]:
     assets = {}
     for kind in ("weekday", "weekend"):
         write_cog(d / f"{kind}-night.tif", scene.mobile_signal(kind), gb, nodata=float("nan"))
-        assets[f"{kind}-night"] = stac.asset(
+        assets[f"{kind}-night"] = archive_asset(
             f"./{kind}-night.tif", gb, title=f"{kind} night mobile-signal users per cell",
-            **{"raster:bands": [stac.raster_band("float32", nodata=float("nan"), resolution=100,
+            **{"raster:bands": [raster_band("float32", nodata=float("nan"), resolution=100,
                                                  unit="users")]})
     t = pd.Timestamp(spec.end, tz="UTC")
-    it = stac.item(iid, "eocube-synth-mobile", gb, properties={"datetime": stac.iso(t)},
+    it = archive_item(iid, "eocube-synth-mobile", gb, properties={"datetime": iso(t)},
                    assets=assets, extensions=("proj", "raster"))
-    _dump_json(d / f"{iid}.json", it)
+    write_json(d / f"{iid}.json", it)
     return [it]
 
 
@@ -563,20 +545,12 @@ def _write_collection(root: Path, world: World, cid: str, items: list[dict[str, 
     if cid == "sentinel-1-rtc":
         summaries["sar:polarizations"] = ["VV", "VH"]
         summaries["sat:orbit_state"] = ["ascending", "descending"]
-    col = stac.collection(
+    col = archive_collection(
         cid, title=title, description=f"{title} of the synthetic city "
         f"{world.spec.name!r} (seed {world.seed}).", bbox=bbox, interval=(times[0], times[-1]),
         item_ids=[it["id"] for it in items], summaries=summaries, item_assets=item_assets,
-        extensions=tuple(k for k, v in stac.EXT.items() if v in first["stac_extensions"]))
-    _dump_json(root / cid / "collection.json", col)
-
-
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+        extensions=tuple(k for k, v in EXT.items() if v in first["stac_extensions"]))
+    write_json(root / cid / "collection.json", col)
 
 
 def _write_manifest(root: Path, world: World, counts: dict[str, int], *,
@@ -598,12 +572,10 @@ def _write_manifest(root: Path, world: World, counts: dict[str, int], *,
         "truth": {"path": f"{TRUTH}/", "collections": truth,
                   "vectors": {n: f"{TRUTH}/{n}.parquet" for n in TRUTH_VECTORS}},
         "files": {p.relative_to(root).as_posix(): {"bytes": p.stat().st_size,
-                                                   "sha256": _sha256(p)} for p in files},
+                                                   "sha256": file_sha256(p)} for p in files},
     }
     # written last: its presence is what makes the archive complete
-    part = root / (MANIFEST + ".part")
-    _dump_json(part, manifest)
-    os.replace(part, root / MANIFEST)
+    write_json(root / MANIFEST, manifest)  # atomic: a temporary file moved into place
 
 
 def acquisition_dates(spec: CitySpec) -> dict[str, pd.DatetimeIndex]:

@@ -30,16 +30,24 @@ N_CLASSES = 8
 
 S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 S2_20M = ("B11", "B12")
+#: Sentinel-2 band metadata: common name, centre wavelength (µm), FWHM (µm), resolution (m).
+S2_BAND_META = {
+    "B02": ("blue", 0.490, 0.098, 10), "B03": ("green", 0.560, 0.045, 10),
+    "B04": ("red", 0.665, 0.038, 10), "B08": ("nir", 0.842, 0.145, 10),
+    "B11": ("swir16", 1.610, 0.143, 20), "B12": ("swir22", 2.190, 0.242, 20),
+}
 #: Sentinel-2 L2A since processing baseline 04.00: reflectance = (DN + BOA_ADD_OFFSET) / 10000
 S2_QUANTIFICATION = 10_000
 S2_BOA_ADD_OFFSET = -1_000
 S2_PROCESSING_BASELINE = "05.10"
 
 # SCL class codes as published by ESA for Sentinel-2 L2A
-SCL_NO_DATA, SCL_SATURATED, SCL_DARK, SCL_CLOUD_SHADOW, SCL_VEGETATION = 0, 1, 2, 3, 4
+# (class 3, cloud shadows, is ``SCL_SHADOW``: ``eocube.catalog.profiles.SCL_CLOUD_SHADOW`` names
+# the set of classes a cloud mask drops, which ``SCL_CLOUD_AND_SHADOW`` equals)
+SCL_NO_DATA, SCL_SATURATED, SCL_DARK, SCL_SHADOW, SCL_VEGETATION = 0, 1, 2, 3, 4
 SCL_NOT_VEGETATED, SCL_WATER, SCL_UNCLASSIFIED, SCL_CLOUD_MEDIUM = 5, 6, 7, 8
 SCL_CLOUD_HIGH, SCL_THIN_CIRRUS, SCL_SNOW = 9, 10, 11
-SCL_CLOUD_AND_SHADOW = (SCL_CLOUD_SHADOW, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_THIN_CIRRUS)
+SCL_CLOUD_AND_SHADOW = (SCL_SHADOW, SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH, SCL_THIN_CIRRUS)
 
 S1_NODATA = -32768.0
 NTL_RES_DEG = 15.0 / 3600.0  # 15 arc-seconds, the VIIRS Black Marble grid
@@ -271,7 +279,7 @@ class Scene:
         dy, dx = -max(2, shape[0] // 40), -max(2, shape[1] // 50)
         shadow = np.zeros_like(cloud)
         shadow[: shape[0] + dy, : shape[1] + dx] = cloud[-dy:, -dx:]
-        out[shadow & ~cloud] = SCL_CLOUD_SHADOW
+        out[shadow & ~cloud] = SCL_SHADOW
         if rng.uniform() < 0.3:
             cir = ndi.gaussian_filter(rng.normal(size=shape), sigma=max(shape) / 10, mode="wrap")
             out[(cir >= np.quantile(cir, 0.85)) & (out == 0)] = SCL_THIN_CIRRUS
@@ -293,7 +301,7 @@ class Scene:
         cloud = np.isin(scl10, (SCL_CLOUD_MEDIUM, SCL_CLOUD_HIGH))
         refl = np.where(cloud[None], 0.45 + 0.1 * rng.uniform(size=refl.shape[1:])[None], refl)
         refl = np.where((scl10 == SCL_THIN_CIRRUS)[None], refl + 0.08, refl)
-        refl = np.where((scl10 == SCL_CLOUD_SHADOW)[None], refl * 0.35, refl)
+        refl = np.where((scl10 == SCL_SHADOW)[None], refl * 0.35, refl)
         out: dict[str, np.ndarray] = {}
         for i, band in enumerate(S2_BANDS):
             r = refl[i]

@@ -15,7 +15,7 @@ import numpy as np
 
 from eocube.catalog.archive import Archive, open_archive
 from eocube.errors import ArchiveError
-from eocube.synth.archive import TRUTH, TRUTH_COLLECTIONS, TRUTH_VECTORS
+from eocube.synth.build import TRUTH, TRUTH_COLLECTIONS, TRUTH_VECTORS
 
 if TYPE_CHECKING:
     import geopandas as gpd

@@ -17,7 +17,7 @@ import pandas as pd
 import shapely
 from odc.geo.geobox import GeoBox
 
-from eocube.synth.spec import CITY_CRS, CitySpec, resolve_spec
+from eocube.synth.cityspec import CITY_CRS, CitySpec, resolve_spec
 
 LAND_USES = ("residential", "commercial", "industrial", "public_service", "green", "water")
 FUNCTIONS = ("residential", "mixed", "commercial", "industrial", "public")

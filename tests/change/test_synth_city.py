@@ -27,7 +27,7 @@ from eocube.change import ccdc, time_of_change
 
 synth = pytest.importorskip("eocube.synth")
 sensors = pytest.importorskip("eocube.synth.sensors")
-archive = pytest.importorskip("eocube.synth.archive")
+archive = pytest.importorskip("eocube.synth.build")
 
 REVISIT = 10
 

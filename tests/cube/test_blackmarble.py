@@ -11,7 +11,7 @@ from eocube.catalog.search import search
 from eocube.cube import load, read_failures
 from eocube.cube.blackmarble import FIELDS
 from eocube.errors import ReadError
-from eocube.synth import blackmarble as bm
+from eocube.synth import vnp46a3 as bm
 
 
 @pytest.fixture(scope="module")

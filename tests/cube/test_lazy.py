@@ -8,7 +8,7 @@ import pytest
 from odc.geo.geobox import GeoBox
 
 from eocube.cube import load
-from eocube.synth import stac
+from eocube.io import stac
 
 
 def _fake_items(n: int) -> list[pystac.Item]:
@@ -21,13 +21,14 @@ def _fake_items(n: int) -> list[pystac.Item]:
     for i in range(n):
         sub = tiles[i % 4]
         t = np.datetime64("2020-01-01T02:55") + np.timedelta64(5 * (i // 4), "D")
-        assets = {b: stac.asset(f"/nonexistent/{i}/{b}.tif", sub, title=b, **{
+        assets = {b: stac.archive_asset(f"/nonexistent/{i}/{b}.tif", sub, title=b, **{
             "raster:bands": [stac.raster_band("uint16", nodata=0, resolution=10,
                                               scale=1e-4, offset=-0.1)]})
             for b in ("B04", "B08")}
-        d = stac.item(f"fake-{i}", "sentinel-2-l2a", sub,
-                      properties={"datetime": f"{t}:00Z", "s2:processing_baseline": "05.10"},
-                      assets=assets, extensions=("proj", "raster"))
+        d = stac.archive_item(f"fake-{i}", "sentinel-2-l2a", sub,
+                              properties={"datetime": f"{t}:00Z",
+                                          "s2:processing_baseline": "05.10"},
+                              assets=assets, extensions=("proj", "raster"))
         d["links"] = []
         out.append(pystac.Item.from_dict(d))
     return out, gb

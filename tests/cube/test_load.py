@@ -11,7 +11,7 @@ from eocube.catalog import open_archive
 from eocube.cube import load, read_failures
 from eocube.cube.masks import cloud_mask, mask_clouds
 from eocube.errors import ReadError
-from eocube.synth.archive import s2_dates
+from eocube.synth.build import s2_dates
 
 
 def _truth(scene, t):

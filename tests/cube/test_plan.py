@@ -12,7 +12,7 @@ from eocube.catalog.search import search
 from eocube.cube import Grid, ParsedItem, parse_item, plan_load
 from eocube.cube.plan import parse_grid
 from eocube.errors import ConfigError, GridError
-from eocube.synth import blackmarble as synth_bm
+from eocube.synth import vnp46a3 as synth_bm
 
 
 def test_the_grid_of_an_asset_wins_over_the_items():

@@ -8,7 +8,7 @@ import pandas as pd
 import pytest
 import rasterio
 
-import eocube.synth.archive as archive_mod
+import eocube.synth.build as archive_mod
 from eocube.catalog import open_archive
 from eocube.catalog.validate import stac_problems
 from eocube.errors import ArchiveError
@@ -189,3 +189,13 @@ def test_overwrite_never_deletes_what_eocube_did_not_write(tmp_path):
     build_city(city, overwrite=True, seed=1, **SMALL)
     assert json.loads((city / "manifest.json").read_text())["seed"] == 1
     assert sorted(p.name for p in tmp_path.iterdir()) == ["city", "mine"]
+
+
+def test_scl_cloud_classes_are_the_catalogs() -> None:
+    """The simulator's cloud classes are the set the cube's masks drop (one set, two names:
+    synth's ``SCL_SHADOW`` is the code 3, catalog's ``SCL_CLOUD_SHADOW`` the class set)."""
+    from eocube.catalog.profiles import SCL_CLOUD_SHADOW
+    from eocube.synth.sensors import SCL_CLOUD_AND_SHADOW, SCL_SHADOW
+
+    assert tuple(SCL_CLOUD_AND_SHADOW) == tuple(SCL_CLOUD_SHADOW)
+    assert SCL_SHADOW == 3
