@@ -105,8 +105,8 @@ def head_f1(path: Path, city: CityData, *, device: str) -> dict[str, float]:
     from eocube.models import load_model
     from eocube.testing.builtup import builtup_metrics
 
-    model, spec = load_model(path, device=device)
-    return {k: float(v["f1"]) for k, v in builtup_metrics(model, spec, city, device=device).items()
+    model = load_model(path, device=device)
+    return {k: float(v["f1"]) for k, v in builtup_metrics(city, model, device=device).items()
             if k in HEADS}
 
 

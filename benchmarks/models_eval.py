@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from eocube.estimates import metrics as m
-from eocube.models import available_weights, load_model, predict, predict_tiled
+from eocube.models import available_weights, forward_arrays, forward_arrays_tiled, load_model
 from eocube.models.data import HELD_OUT_SEED, CityData, as_array, city_spec, load_city
 from eocube.models.training import stock_samples
 
@@ -40,9 +40,9 @@ def _builtup(city: CityData, weights: Path | None, names: list[str], *, suffix: 
 
     rows = {}
     for name in names:
-        model, spec = load_model(_weights(weights, name), device=device)
+        model = load_model(_weights(weights, name), device=device)
         t0 = time.perf_counter()
-        heads = builtup_metrics(model, spec, city, device=device, amp=amp)
+        heads = builtup_metrics(city, model, device=device, amp=amp)
         secs = time.perf_counter() - t0
         for k, v in heads.items():
             label = (name if k == "out" else f"{name} [{k} head]") + suffix
@@ -66,13 +66,13 @@ def evaluate(weights: Path | None, *, seed: int, cache: Path | None, amp: bool,
                              suffix=suffix, amp=amp, device=device))
 
     if "change_siamdiff" in names:
-        model, spec = load_model(_weights(weights, "change_siamdiff"), device=device)
+        model = load_model(_weights(weights, "change_siamdiff"), device=device)
         y0, y1 = city.years[0], city.years[-1]
-        bands = spec.inputs[0].bands
+        bands = model.spec.inputs[0].bands
         t0 = time.perf_counter()
-        out = predict(model, spec, {"t1": as_array(city.inputs[y0], bands),
-                                    "t2": as_array(city.inputs[y1], bands)},
-                      device=device, amp=amp)
+        out = forward_arrays({"t1": as_array(city.inputs[y0], bands),
+                              "t2": as_array(city.inputs[y1], bands)}, model,
+                             device=device, amp=amp)
         secs = time.perf_counter() - t0
         b0, b1 = city.builtup[y0].to_numpy(), city.builtup[y1].to_numpy()
         change = (b1 == 1) & (b0 == 0)
@@ -84,19 +84,20 @@ def evaluate(weights: Path | None, *, seed: int, cache: Path | None, amp: bool,
         rows["change_siamdiff [post-classification]"] = m.map_metrics(change, post)
 
     if "buildings_vhr" in names:
-        model, spec = load_model(_weights(weights, "buildings_vhr"), device=device)
+        model = load_model(_weights(weights, "buildings_vhr"), device=device)
         t0 = time.perf_counter()
-        out = predict_tiled(model, spec, {"vhr": city.vhr.to_numpy()}, tile=400, overlap=32,
-                            device=device, amp=amp)
+        out = forward_arrays_tiled({"vhr": city.vhr.to_numpy()}, model, tile=400, overlap=32,
+                                   device=device, amp=amp)
         rows["buildings_vhr"] = {**m.map_metrics(city.building.to_numpy(), out["out"] > 0.5),
                                  "seconds": time.perf_counter() - t0}
 
     opt, ntl, stock = stock_samples(city)
     for name in [n for n in names if n.startswith("stock_")]:
-        model, spec = load_model(_weights(weights, name), device=device)
+        model = load_model(_weights(weights, name), device=device)
+        spec = model.spec
         ins = {"optical": opt, "ntl": ntl}
-        pred = predict(model, spec, {i.name: ins[i.name] for i in spec.inputs},
-                       device=device, amp=amp)["out"]
+        pred = forward_arrays({i.name: ins[i.name] for i in spec.inputs}, model,
+                              device=device, amp=amp)["out"]
         rows[name] = {
             "spearman": m.spearman(stock, pred), "r2": m.r2(stock, pred),
             "rmse_t": m.rmse(stock, pred),

@@ -187,3 +187,76 @@ def test_the_rules_catch_a_violation(tmp_path, monkeypatch, source, rule):
 
 def test_cycle_finder_finds_a_cycle():
     assert find_cycles({"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}) == [["a", "b", "c"]]
+
+
+# ---- one name, one object ---------------------------------------------------------------------
+
+def public_names(*, undeclared: bool = False) -> dict[str, list[tuple[str, object]]]:
+    """Public name → [(module, object)] over every module's ``__all__`` (``cli`` and private
+    modules left out: a command may share its function's name; ``_x`` modules are not
+    public). With ``undeclared``, a module without ``__all__`` adds the public functions and
+    classes it defines. Importing a module may need an optional dependency; one that is
+    missing skips that module only."""
+    import importlib
+    import inspect
+
+    owners: dict[str, list[tuple[str, object]]] = {}
+    for mod in KNOWN:
+        parts = mod.split(".")
+        if parts[1:2] in (["cli"], ["__main__"]) or any(
+                p.startswith("_") and not p.startswith("__") for p in parts):
+            continue
+        try:
+            module = importlib.import_module(mod)
+        except ModuleNotFoundError as e:  # an optional dependency, never an eocube module
+            if (e.name or "").split(".")[0] == "eocube":
+                raise
+            continue
+        names = getattr(module, "__all__", None)
+        if names is None:
+            names = [k for k, v in vars(module).items() if undeclared and not k.startswith("_")
+                     and (inspect.isfunction(v) or inspect.isclass(v))
+                     and v.__module__ == mod]
+        for name in names:
+            owners.setdefault(name, []).append((mod, getattr(module, name)))
+    return owners
+
+
+def clashes(owners: dict[str, list[tuple[str, object]]]) -> list[str]:
+    """Names that two modules define as different objects (a re-export is the same object)."""
+    out = []
+    for name, found in sorted(owners.items()):
+        distinct: list[tuple[str, object]] = []
+        for mod, obj in found:
+            if not any(obj is o for _, o in distinct):
+                distinct.append((mod, obj))
+        if len(distinct) > 1:
+            out.append(f"{name}: " + ", ".join(m for m, _ in distinct))
+    return out
+
+
+def test_no_public_name_names_two_objects():
+    owners = public_names()
+    assert len(owners) > 200  # the walk saw the package's public API
+    assert clashes(owners) == []
+
+
+#: clashes between modules without ``__all__`` left to their folders' owners (pipeline): each
+#: is renamed there, then removed here (the test fails when this list is out of date)
+UNDECLARED_CLASHES = [
+    "open_layer: eocube.catalog.vectors, eocube.pipeline.openmap",
+    "tile_geobox: eocube.catalog.tilegrid, eocube.pipeline.aoi",
+]
+
+
+def test_no_function_or_class_name_names_two_objects():
+    assert clashes(public_names(undeclared=True)) == UNDECLARED_CLASHES
+
+
+def test_the_clash_rule_catches_two_objects_and_allows_a_re_export():
+    def f() -> None: ...
+
+    def g() -> None: ...
+
+    assert clashes({"f": [("a", f), ("b", f)]}) == []
+    assert clashes({"f": [("a", f), ("b", g), ("c", f)]}) == ["f: a, b"]

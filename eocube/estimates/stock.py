@@ -493,13 +493,13 @@ class NetworkPredictor:
 
     def __call__(self, inputs: CellInputs, /) -> np.ndarray:
         from eocube.infer import get_model
-        from eocube.models import predict
+        from eocube.models import forward_arrays
 
-        model, spec, dev = get_model(self.ref, device=self.device)
-        ins = inputs.for_spec(spec)
+        model, dev = get_model(self.ref, device=self.device)
+        ins = inputs.for_spec(model.spec)
         n, b = len(inputs.ntl), self.batch_size
         pred = np.concatenate([
-            predict(model, spec, {k: v[i:i + b] for k, v in ins.items()}, device=dev)["out"]
+            forward_arrays({k: v[i:i + b] for k, v in ins.items()}, model, device=dev)["out"]
             for i in range(0, n, b)])
         return pred.astype("float64")
 
@@ -628,8 +628,8 @@ def _grad_cam(name: str | Path, ntl: np.ndarray, patches: np.ndarray, ids: np.nd
 
     model, spec = load_model(name, device=device)
     dev = next(model.parameters()).device
-    opt = to_tensor(spec, "optical", patches, device=dev)
-    series = (to_tensor(spec, "ntl", ntl, device=dev)
+    opt = to_tensor(patches, spec, input="optical", device=dev)
+    series = (to_tensor(ntl, spec, input="ntl", device=dev)
               if "ntl" in model.branches else None)
     cam = grad_cam(model, opt, series).cpu().numpy()
     # pixel-centre coordinates of each patch (the cell and its margin) on the optical grid

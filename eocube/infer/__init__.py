@@ -2,6 +2,8 @@
 blending on a global tile grid, one model per worker process, resumable Zarr and COG outputs
 with provenance (written by :mod:`eocube.io`, re-exported here: ``to_zarr``, ``to_cog``).
 
+In flow order: a cluster (``start_client``), the weights a task carries (``WeightsRef``),
+lazy predictions (``predict``, ``predict_change``), their writers, and the counters.
 Nothing here imports torch at import time; the workers do, when they first build a model.
 """
 
@@ -14,6 +16,11 @@ from eocube.infer.runtime import RunOptions, WeightsRef, clear_cache, get_model
 from eocube.infer.tiling import Tiling
 from eocube.io import WriteReport, stac_item, to_cog, to_zarr
 
-__all__ = ["PreloadModel", "RunOptions", "Tiling", "TorchThreads", "WeightsRef", "WriteReport",
-           "clear_cache", "get_model", "predict", "predict_change", "provenance", "reset_stats",
-           "stac_item", "start_client", "stats", "to_cog", "to_zarr"]
+# in flow order, not alphabetical: cluster, weights, tiling, prediction, writers, counters
+__all__ = [  # noqa: RUF022
+    "start_client", "TorchThreads", "PreloadModel",
+    "WeightsRef", "RunOptions", "get_model", "clear_cache",
+    "Tiling", "predict", "predict_change", "provenance",
+    "to_zarr", "WriteReport", "to_cog", "stac_item",
+    "stats", "reset_stats",
+]

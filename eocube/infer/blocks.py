@@ -29,10 +29,12 @@ from eocube.infer.runtime import RunOptions, WeightsRef, batch_size, count, forw
 from eocube.infer.tiling import Tiling
 from eocube.models.spec import InputSpec, normalize
 
+__all__ = ["Box", "TileJob", "blended_tile_graph"]
+
 
 @dataclasses.dataclass(frozen=True)
-class Job:
-    """What every task of one prediction shares."""
+class TileJob:
+    """What every task of one tiled prediction shares."""
 
     ref: WeightsRef
     opts: RunOptions
@@ -61,7 +63,7 @@ def _reach(tiling: Tiling, n: int, start: int, stop: int) -> tuple[int, ...]:
     return tuple(int(v) for v in o[(o >= start) & (o < stop)])
 
 
-def tiled_predict(x: da.Array, job: Job, /) -> da.Array:
+def blended_tile_graph(x: da.Array, job: TileJob, /) -> da.Array:
     """Lazy blended predictions of shape (time, channels, y, x) for ``x`` (time, band, y, x).
 
     ``x`` must hold its bands in one chunk, in the order of ``job.inputs``.
@@ -134,7 +136,7 @@ class _Opaque:
         return (self.name,)
 
 
-def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own: Box,
+def _tiles(blocks: list[list[np.ndarray]], job: TileJob, win: Box, region: Box, own: Box,
            oy: tuple[int, ...], ox: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
     """Run the tiles starting in ``own``; return (weighted canvas over ``region``, own-valid)."""
     a = np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
@@ -146,7 +148,7 @@ def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own:
     z, k = [], 0
     for inp in job.inputs:
         n = len(inp.bands)
-        z.append(normalize(inp, a[:, k:k + n], axis=1, fill=0.0))
+        z.append(normalize(a[:, k:k + n], inp, axis=1, fill=0.0))
         k += n
     ny, nx = job.shape
     t = job.tiling
@@ -172,7 +174,7 @@ def _tiles(blocks: list[list[np.ndarray]], job: Job, win: Box, region: Box, own:
     return canvas, valid
 
 
-def _blend(parts: list[tuple[np.ndarray, np.ndarray]], regions: list[Box], me: int, job: Job,
+def _blend(parts: list[tuple[np.ndarray, np.ndarray]], regions: list[Box], me: int, job: TileJob,
            own: Box) -> np.ndarray:
     """Overlap-add the canvases that fall on ``own`` and divide by the global weight sum."""
     first = parts[0][0]

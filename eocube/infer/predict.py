@@ -4,18 +4,22 @@ series, or two dates for change models. Builds a graph; computes nothing.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import xarray as xr
 
 from eocube.errors import ConfigError, GridError, ModelSpecError
-from eocube.infer.blocks import Job, tiled_predict
+from eocube.infer.blocks import TileJob, blended_tile_graph
 from eocube.infer.runtime import RunOptions, WeightsRef
 from eocube.infer.tiling import Blend, Tiling
-from eocube.models.spec import ModelSpec, check_input
+from eocube.models.spec import InputSpec, ModelSpec, check_input
+
+if TYPE_CHECKING:
+    from eocube.catalog.profiles import SensorProfile
 
 __all__ = ["predict", "predict_change", "provenance"]
 
@@ -47,7 +51,9 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
     cube
         A Dataset with one variable per band on (time, y, x) or (y, x), a DataArray with a
         ``band`` dimension, or a mapping from the model's input names to such cubes (all on
-        one grid). Bands are selected by name in the model's order.
+        one grid). Bands are selected by name in the model's order; a band the model names by
+        its asset key (``B04``) may be given by an alias of the input's sensor profile
+        (``red``, see :mod:`eocube.catalog.profiles`), as ``eocube.cube.load`` names them.
     weights
         Shipped weights name, ``.safetensors`` path or :class:`WeightsRef`; its ModelSpec
         (bands, normalisation, outputs) is read from the file header, without torch.
@@ -179,8 +185,8 @@ def _sources(cube: Cube | Mapping[str, Cube], spec: ModelSpec) -> list[xr.DataAr
         per = {i.name: cube for i in spec.inputs}
     out = []
     for inp in spec.inputs:
-        c = per[inp.name]
-        bands = check_input(spec, c, input=inp.name)
+        c = _canonical_bands(per[inp.name], inp)
+        bands = check_input(c, spec, input=inp.name)
         if isinstance(c, xr.Dataset):
             arr = c[list(bands)].to_dataarray("band")
         elif isinstance(c, xr.DataArray) and "band" in c.dims:
@@ -204,6 +210,52 @@ def _sources(cube: Cube | Mapping[str, Cube], spec: ModelSpec) -> list[xr.DataAr
         if a.sizes["time"] != ref.sizes["time"]:
             raise GridError(f"input {inp.name!r} has {a.sizes['time']} time steps, "
                             f"{spec.inputs[0].name!r} {ref.sizes['time']}")
+    return out
+
+
+def _canonical_bands(c: Cube, inp: InputSpec) -> Cube:
+    """``c`` with the aliases of the bands the model needs (``red``, ``nir``, ``swir16`` …)
+    renamed to the names it was trained on (``B04``, ``B08``, ``B11`` …), through the sensor
+    profile of the input (``s2``, ``s1``, ``vhr``, ``ntl``) or else any profile whose bands
+    the model names. Bands already present, and cubes with none missing, are left alone; a
+    band no alias gives stays missing for :func:`check_input` to name."""
+    if isinstance(c, xr.Dataset):
+        names = [str(v) for v in c.data_vars]
+    elif isinstance(c, xr.DataArray) and "band" in c.coords:
+        names = [str(v) for v in np.atleast_1d(c["band"].values).tolist()]
+    else:
+        return c  # check_input / _sources say what is wrong
+    missing = [b for b in inp.bands if b not in names]
+    if not missing:
+        return c
+    best: dict[str, str] = {}
+    for profile in _profiles_for(inp):
+        rename: dict[str, str] = {}
+        for n in names:
+            if n in inp.bands or not profile.has_band(n):
+                continue
+            canon = profile.band(n).name
+            if canon in missing and canon not in rename.values():
+                rename[n] = canon
+        if len(rename) > len(best):  # the profile that finds the most (all, normally)
+            best = rename
+    if not best:
+        return c
+    if isinstance(c, xr.Dataset):
+        return c.rename(best)
+    return c.assign_coords(band=[best.get(n, n) for n in names])
+
+
+def _profiles_for(inp: InputSpec) -> list[SensorProfile]:
+    """The sensor profiles that may name ``inp``'s bands: the one its name is short for, then
+    every profile that has all of them as canonical names."""
+    from eocube.catalog.profiles import PROFILES, get_profile
+
+    out = []
+    with contextlib.suppress(ConfigError):  # an input name that is no profile's short name
+        out.append(get_profile(inp.name))
+    out += [p for p in PROFILES.values()
+            if p not in out and set(inp.bands) <= {b.name for b in p.bands}]
     return out
 
 
@@ -237,9 +289,9 @@ def _predict(arrs: list[xr.DataArray], ref: WeightsRef, spec: ModelSpec, *, tile
     elif x.chunks is None:
         want.update({"time": 1, ydim: DEFAULT_CHUNK, xdim: DEFAULT_CHUNK})
     x = x.chunk(want)
-    job = Job(ref=ref, opts=opts, tiling=tiling, inputs=spec.inputs,
+    job = TileJob(ref=ref, opts=opts, tiling=tiling, inputs=spec.inputs,
               shape=(x.sizes[ydim], x.sizes[xdim]))
-    data = tiled_predict(x.data, job)
+    data = blended_tile_graph(x.data, job)
     coords = {k: v for k, v in x.coords.items() if "band" not in v.dims}
     attrs = provenance(spec, ref, tiling, amp=amp, heads=hs)
     names = [spec.outputs[0] if h == "out" and len(spec.outputs) == 1 else h for h in hs]

@@ -16,14 +16,15 @@ import sys
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from eocube.counters import count
 from eocube.errors import ModelSpecError
 from eocube.io.paths import file_sha256
-from eocube.models.spec import ModelSpec, available_weights, read_spec, weights_path
+from eocube.models.io import LoadedModel, available_weights, read_spec, weights_path
+from eocube.models.spec import ModelSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     import torch
@@ -106,7 +107,7 @@ def batch_size(opts: RunOptions, tile_pixels: int, /) -> int:
     ``tile_pixels`` as fit :data:`BATCH_PIXELS` of the device this process resolves (≥ 1)."""
     if opts.batch_size is not None:
         return max(1, int(opts.batch_size))
-    from eocube.models.io import resolve_device
+    from eocube.models.device import resolve_device
 
     budget = BATCH_PIXELS.get(resolve_device(opts.device).type, BATCH_PIXELS["cpu"])
     return max(1, budget // max(1, int(tile_pixels)))
@@ -115,7 +116,7 @@ def batch_size(opts: RunOptions, tile_pixels: int, /) -> int:
 # ---- the per-process cache ----------------------------------------------------------------
 
 _LOCK = threading.Lock()
-_MODELS: dict[tuple[str, str], tuple[Any, ModelSpec]] = {}
+_MODELS: dict[tuple[str, str], LoadedModel] = {}
 def clear_cache() -> None:
     """Forget the models this process has built (they are rebuilt on next use)."""
     with _LOCK:
@@ -123,10 +124,11 @@ def clear_cache() -> None:
 
 
 def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None = None
-              ) -> tuple[nn.Module, ModelSpec, torch.device]:
-    """The model of ``ref`` on ``device``, built once per process and then reused, prepared
-    for inference (:func:`~eocube.models.io.for_inference`: BatchNorm folded into the
-    convolutions, channels-last on a CPU). The first CPU model of a process also tunes
+              ) -> tuple[LoadedModel, torch.device]:
+    """The model of ``ref`` (module and spec) on ``device`` and that device, built once per
+    process and then reused, prepared for inference
+    (:func:`~eocube.models.device.for_inference`: BatchNorm folded into the convolutions,
+    channels-last on a CPU). The first CPU model of a process also tunes
     glibc's allocator for repeated forward passes (:func:`tune_malloc`).
 
     ``device="auto"`` resolves on the worker (its GPU under dask-cuda, else the CPU).
@@ -138,13 +140,14 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
         If the file's sha256 is not ``ref.sha256`` (the weights changed after the graph was
         built).
     """
-    from eocube.models.io import for_inference, load_model, resolve_device
+    from eocube.models.device import for_inference, resolve_device
+    from eocube.models.io import load_model
 
     dev = resolve_device(device)
     key = (ref.sha256, str(dev))
     hit = _MODELS.get(key)
     if hit is not None:
-        return hit[0], hit[1], dev
+        return hit, dev
     with _LOCK:
         hit = _MODELS.get(key)
         if hit is None:
@@ -162,9 +165,9 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
             model, spec = load_model(p, device=dev)
             if dev.type == "cpu":
                 tune_malloc()
-            hit = _MODELS[key] = (for_inference(model), spec)
+            hit = _MODELS[key] = LoadedModel(for_inference(model), spec)
             count("models_built")
-    return hit[0], hit[1], dev
+    return hit, dev
 
 
 #: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_malloc` sets
@@ -199,7 +202,7 @@ def tune_malloc() -> bool:
 def _to_device(model: nn.Module, a: np.ndarray, dev: torch.device) -> torch.Tensor:
     import torch
 
-    from eocube.models.io import as_input
+    from eocube.models.device import as_input
 
     t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
     if dev.type == "cuda":
@@ -219,7 +222,7 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
 
     from eocube.models.apply import autocast, head_output
 
-    model, spec, dev = get_model(ref, device=opts.device, threads=opts.threads)
+    (model, spec), dev = get_model(ref, device=opts.device, threads=opts.threads)
     with torch.inference_mode(), autocast(dev, opts.amp):
         out = model(*[_to_device(model, a, dev) for a in inputs])
     res = []
@@ -231,7 +234,7 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
         if v.ndim != 4 or v.shape[1] != c:
             raise ModelSpecError(f"model {spec.name!r} head {head!r} gives shape "
                                  f"{tuple(v.shape)}, expected (B, {c}, H, W): not a dense model")
-        res.append(head_output(spec, v))
+        res.append(head_output(v, spec))
     count("batches")
     count("tiles", len(inputs[0]))
     return res

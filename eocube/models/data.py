@@ -1,7 +1,7 @@
 """Training data from the synthetic city, shaped as cubes are: xarray Datasets with one variable
 per band on the city's GeoBox, and truth rasters beside them.
 
-Everything comes from ``eocube.synth.sensors.Scene`` in memory. ``city_inputs`` is the one
+Everything comes from ``eocube.synth.sensors.Scene`` in memory. ``composite_inputs`` is the one
 function to swap for loading the same composites from a STAC archive with ``eocube.cube``.
 
 Truth is taken at the temporal middle of each composite window (1 July for a yearly
@@ -107,7 +107,7 @@ def _nanmedian(layers: list[np.ndarray]) -> np.ndarray:
         return np.nanmedian(np.stack(layers), axis=0).astype("float32")
 
 
-def city_inputs(scene: Scene, year: int) -> xr.Dataset:
+def composite_inputs(scene: Scene, year: int) -> xr.Dataset:
     """The yearly S2 + S1 composite of the city: variables B02 … B12, vv, vh on (y, x).
 
     This is the seam to ``eocube.cube``: replace it with loading the archive's S2 and S1
@@ -197,7 +197,7 @@ def load_city(seed: int, /, *, spec: CitySpec | None = None,
                         {y: rd(f"builtup-{y}")["builtup"] for y in years},
                         rd("vhr")["vhr"], rd("building")["building"], rd("cells"), spec)
     scene = Scene(make_world(spec, seed=seed))
-    city = CityData(seed, years, {y: city_inputs(scene, y) for y in years},
+    city = CityData(seed, years, {y: composite_inputs(scene, y) for y in years},
                     {y: builtup_truth(scene, y) for y in years}, *vhr_image(scene),
                     stock_cells(scene), spec)
     if root is not None:

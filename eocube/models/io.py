@@ -1,80 +1,101 @@
-"""Weights on disk: safetensors with the ModelSpec as JSON metadata, read without pickle.
+"""Weights on disk: safetensors files with the ModelSpec as JSON metadata, read without pickle.
 
-A model is rebuilt from a fixed registry of architectures (never from a class path found in a
-file), its tensor names, shapes and dtypes are checked against the file's header before any
-tensor is read, and the spec's band lists are checked against the layers that consume them.
+Reading a file's spec (:func:`read_spec`, :func:`read_header`) needs no torch. A model is
+loaded by rebuilding it from the fixed registry of architectures
+(:mod:`eocube.models.registry`, never from a class path found in a file) after its tensor
+names, shapes and dtypes are checked against the file's header, before any tensor is read.
 """
 
 from __future__ import annotations
 
-import copy
-import inspect
-from collections.abc import Callable
+import json
+import struct
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors.torch import load_file, save_file
-from torch import nn
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from eocube.errors import ModelSpecError
-from eocube.models.nets import DualStreamUNet, SiamDiffDualTask, StockRegressor, UNet
-from eocube.models.spec import (
-    METADATA_KEY,
-    ModelSpec,
-    read_header,
-    spec_from_metadata,
-    weights_path,
-)
+from eocube.models.spec import ModelSpec
 
-#: The only architectures a weights file can name.
-ARCHITECTURES: dict[str, Callable[..., nn.Module]] = {
-    "unet": UNet,
-    "dual_stream_unet": DualStreamUNet,
-    "siam_diff_dual_task": SiamDiffDualTask,
-    "stock_regressor": StockRegressor,
-}
+if TYPE_CHECKING:
+    import torch
+    from torch import nn
 
-_DTYPES = {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-           "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
+__all__ = ["METADATA_KEY", "WEIGHTS_DIR", "LoadedModel", "available_weights", "load_model",
+           "read_header", "read_spec", "save_model", "spec_from_metadata", "weights_path"]
+
+#: the key of the safetensors metadata entry that holds the ModelSpec as JSON
+METADATA_KEY = "eocube_model_spec"
+WEIGHTS_DIR = Path(__file__).parent / "weights"
+_MAX_HEADER = 50_000_000
 
 
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    """``"auto"`` → CUDA when present, else CPU; anything else as torch reads it."""
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
+class LoadedModel(NamedTuple):
+    """A model and the spec it was loaded with, travelling as one object.
+
+    It unpacks as ``model, spec = load_model(...)``; functions that run a model on data
+    (:func:`eocube.models.forward_arrays` …) take it whole.
+    """
+
+    #: the torch module, in eval mode on the device it was loaded to
+    module: nn.Module
+    #: what the weights promise: bands, normalisation, outputs
+    spec: ModelSpec
 
 
-def build_model(spec: ModelSpec) -> nn.Module:
-    """An untrained model of ``spec``'s architecture, checked against the spec's inputs."""
-    try:
-        cls = ARCHITECTURES[spec.architecture]
-    except KeyError:
-        raise ModelSpecError(f"unknown architecture {spec.architecture!r} in model "
-                             f"{spec.name!r}; known: {sorted(ARCHITECTURES)}") from None
-    params = inspect.signature(cls).parameters
-    unknown = sorted(set(spec.kwargs) - set(params))
-    if unknown:
-        raise ModelSpecError(f"model {spec.name!r}: {spec.architecture} takes no arguments "
-                             f"{unknown}; it takes {sorted(params)}")
-    try:
-        model = cls(**dict(spec.kwargs))
-    except (TypeError, ValueError) as e:
-        raise ModelSpecError(f"model {spec.name!r}: cannot build {spec.architecture} from "
-                             f"{dict(spec.kwargs)}: {e}") from None
-    channels = model.input_channels()
-    if len(channels) != len(spec.inputs):
-        raise ModelSpecError(
-            f"model {spec.name!r}: {spec.architecture} takes {len(channels)} inputs, the spec "
-            f"lists {len(spec.inputs)} ({[i.name for i in spec.inputs]})")
-    for inp, n in zip(spec.inputs, channels, strict=True):
-        if len(inp.bands) != n:
-            raise ModelSpecError(
-                f"model {spec.name!r}: input {inp.name!r} has band list {list(inp.bands)} "
-                f"({len(inp.bands)} bands) but the network takes {n} channels there; the band "
-                "list does not belong to these weights")
-    return model
+def available_weights() -> list[str]:
+    """Names of the weights shipped in the package."""
+    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
+
+
+def weights_path(path_or_name: str | Path) -> Path:
+    """The file of a shipped weights name, or ``path_or_name`` itself if it is a path."""
+    p = Path(path_or_name)
+    if p.suffix == ".safetensors" or p.exists():
+        if not p.is_file():
+            raise ModelSpecError(f"weights file {str(p)!r} does not exist")
+        return p
+    shipped = WEIGHTS_DIR / f"{path_or_name}.safetensors"
+    if shipped.is_file():
+        return shipped
+    raise ModelSpecError(f"no weights named {str(path_or_name)!r}; shipped weights are "
+                         f"{available_weights()}, or give the path of a .safetensors file")
+
+
+def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
+    """(tensor name → {dtype, shape}, metadata) from a safetensors header; reads no tensor."""
+    p = Path(path)
+    with p.open("rb") as f:
+        raw = f.read(8)
+        if len(raw) != 8:
+            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (too short)")
+        (n,) = struct.unpack("<Q", raw)
+        if n > _MAX_HEADER:
+            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (header of {n} bytes)")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (bad header)") from None
+    if not isinstance(header, dict):
+        raise ModelSpecError(f"{str(p)!r} is not a safetensors file (bad header)")
+    meta = header.pop("__metadata__", None) or {}
+    return header, meta
+
+
+def read_spec(path_or_name: str | Path) -> ModelSpec:
+    """The ModelSpec stored in a weights file (no torch tensor is read)."""
+    p = weights_path(path_or_name)
+    _, meta = read_header(p)
+    return spec_from_metadata(meta, p)
+
+
+def spec_from_metadata(meta: Mapping[str, str], path: str | Path) -> ModelSpec:
+    """The ModelSpec in the safetensors metadata ``meta`` of the file ``path``."""
+    p = Path(path)
+    if METADATA_KEY not in meta:
+        raise ModelSpecError(f"{str(p)!r} carries no eocube model spec (metadata key "
+                             f"{METADATA_KEY!r}); it was not written by eocube.models.save_model")
+    return ModelSpec.from_json(meta[METADATA_KEY])
 
 
 def save_model(model: nn.Module, spec: ModelSpec, path: str | Path, /) -> Path:
@@ -83,6 +104,10 @@ def save_model(model: nn.Module, spec: ModelSpec, path: str | Path, /) -> Path:
     The model is checked against a fresh build from ``spec`` first, so a file that could not
     be loaded back is never written.
     """
+    from safetensors.torch import save_file
+
+    from eocube.models.registry import build_model
+
     ref = build_model(spec).state_dict()
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
     _check_tensors({k: (tuple(v.shape), v.dtype) for k, v in state.items()}, ref, spec,
@@ -96,8 +121,11 @@ def save_model(model: nn.Module, spec: ModelSpec, path: str | Path, /) -> Path:
 
 
 def load_model(path_or_name: str | Path, /, *, device: str | torch.device = "auto"
-               ) -> tuple[nn.Module, ModelSpec]:
+               ) -> LoadedModel:
     """Load weights and their spec; the model comes back in eval mode on ``device``.
+
+    The result is a :class:`LoadedModel`: the module and its spec in one object, which
+    unpacks as ``model, spec = load_model(...)``.
 
     Parameters
     ----------
@@ -119,70 +147,33 @@ def load_model(path_or_name: str | Path, /, *, device: str | torch.device = "aut
     >>> model, spec = load_model("urban_fusion", device="cpu")
     >>> [i.name for i in spec.inputs]
     ['s1', 's2']
+    >>> load_model("urban_s2", device="cpu").spec.name
+    'urban_s2'
     """
+    from safetensors.torch import load_file
+
+    from eocube.models.device import resolve_device
+    from eocube.models.registry import build_model
+
     p = weights_path(path_or_name)
     header, meta = read_header(p)  # one read of the header: spec and tensor table
     spec = spec_from_metadata(meta, p)
     model = build_model(spec)
     found = {}
     for k, v in header.items():
-        dt = _DTYPES.get(v.get("dtype"))
+        dt = _dtypes().get(v.get("dtype"))
         found[k] = (tuple(v.get("shape", ())), dt)
     _check_tensors(found, model.state_dict(), spec, source=str(p))
     state = load_file(str(p), device="cpu")
     model.load_state_dict(state, strict=True)
-    return model.to(resolve_device(device)).eval(), spec
+    return LoadedModel(model.to(resolve_device(device)).eval(), spec)
 
 
-def for_inference(model: nn.Module, /) -> nn.Module:
-    """A copy of ``model`` rewritten for fast inference, with the same outputs up to float
-    rounding (≈1e-5 in the logits of the shipped models).
+def _dtypes() -> dict[str, torch.dtype]:
+    import torch
 
-    Every ``Conv2d`` directly followed by a ``BatchNorm2d`` in an ``nn.Sequential`` becomes one
-    convolution with the normalisation folded into its weights and bias (one pass over the
-    activations instead of two), and on a CPU the parameters are laid out channels-last, which
-    oneDNN's convolutions run much faster (``benchmarks/infer.py`` measures both). Feed it
-    channels-last inputs (:func:`as_input`). The copy is for inference only: it cannot be
-    trained or saved as the original architecture.
-
-    Raises
-    ------
-    ModelSpecError
-        If ``model`` is in training mode (its BatchNorm statistics would still change).
-    """
-    from torch.nn.utils.fusion import fuse_conv_bn_eval
-
-    if model.training:
-        raise ModelSpecError("for_inference needs a model in eval mode; call model.eval() "
-                             "first (BatchNorm statistics are folded as they stand)")
-    out = copy.deepcopy(model)
-    for seq in out.modules():
-        if not isinstance(seq, nn.Sequential):
-            continue
-        for i in range(len(seq) - 1):
-            conv, bn = seq[i], seq[i + 1]
-            if (isinstance(conv, nn.Conv2d) and isinstance(bn, nn.BatchNorm2d)
-                    and bn.track_running_stats and bn.running_mean is not None):
-                seq[i], seq[i + 1] = fuse_conv_bn_eval(conv, bn), nn.Identity()
-    last = _device(out).type == "cpu"  # oneDNN; on CUDA the layout is left as it is (unmeasured)
-    if last:
-        out = out.to(memory_format=torch.channels_last)
-    out.eocube_channels_last = last
-    return out
-
-
-def as_input(model: nn.Module, x: torch.Tensor, /) -> torch.Tensor:
-    """``x`` in the memory layout of ``model``'s convolutions: channels-last when
-    :func:`for_inference` chose it, else unchanged."""
-    if x.ndim == 4 and getattr(model, "eocube_channels_last", False):
-        return x.contiguous(memory_format=torch.channels_last)
-    return x
-
-
-def _device(model: nn.Module) -> torch.device:
-    """The device of ``model``'s parameters (CPU for a model without any)."""
-    p = next(model.parameters(), None)
-    return p.device if p is not None else torch.device("cpu")
+    return {"F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+            "I64": torch.int64, "I32": torch.int32, "U8": torch.uint8, "BOOL": torch.bool}
 
 
 def _check_tensors(found: dict[str, tuple[tuple[int, ...], Any]],

@@ -1,14 +1,14 @@
 """What a weights file promises: the architecture, its inputs (bands, order, normalisation), patch
-size and outputs. Plain data, no torch, so a spec can be read and checked anywhere.
+size and outputs; and the checks and normalisation of input arrays against it. Plain data, no
+torch, so a spec can be read and checked anywhere (reading it from a file is
+:mod:`eocube.models.io`'s).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import struct
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -16,8 +16,6 @@ import numpy as np
 from eocube.errors import ModelSpecError
 
 SPEC_FORMAT = 1
-#: the key of the safetensors metadata entry that holds the ModelSpec as JSON
-METADATA_KEY = "eocube_model_spec"
 
 Transform = Literal["identity", "db", "log1p", "scale255"]
 Task = Literal["segmentation", "change", "regression"]
@@ -180,17 +178,17 @@ class ModelSpec:
             raise ModelSpecError(f"incomplete model spec: {e}") from None
 
 
-def check_input(spec: ModelSpec, bands: Iterable[str] | Any, /, *, input: str | None = None,
+def check_input(bands: Iterable[str] | Any, spec: ModelSpec, /, *, input: str | None = None,
                 ordered: bool = False) -> tuple[str, ...]:
     """Check that ``bands`` can feed the model's input; return the bands in the model's order.
 
     Parameters
     ----------
-    spec
-        The model's spec.
     bands
         The band names offered: a sequence of names, or an ``xarray.Dataset`` (its data
         variables) or a DataArray with a ``band`` coordinate.
+    spec
+        The model's spec.
     input
         Which input of the model; may be left out for single-input models.
     ordered
@@ -202,6 +200,12 @@ def check_input(spec: ModelSpec, bands: Iterable[str] | Any, /, *, input: str | 
     ------
     ModelSpecError
         Naming the missing, extra or misordered bands and the list the model expects.
+
+    Examples
+    --------
+    >>> from eocube.models import check_input, read_spec
+    >>> check_input(["B12", "B11", "B08", "B04", "B03", "B02"], read_spec("urban_s2"))
+    ('B02', 'B03', 'B04', 'B08', 'B11', 'B12')
     """
     if input is None:
         if len(spec.inputs) != 1:
@@ -233,7 +237,7 @@ def _band_names(bands: Any) -> list[str]:
     return [str(b) for b in bands]
 
 
-def normalize(spec: ModelSpec | InputSpec, x: np.ndarray, /, *, input: str | None = None,
+def normalize(x: np.ndarray, spec: ModelSpec | InputSpec, /, *, input: str | None = None,
               axis: int = 0, fill: float | None = None) -> np.ndarray:
     """Apply an input's transform and per-band normalisation to a numpy array.
 
@@ -290,64 +294,3 @@ def band_stats(x: np.ndarray, /, *, axis: int = 0,
     mean = np.nanmean(x, axis=1)
     std = np.maximum(np.nanstd(x, axis=1), 1e-6)
     return tuple(float(v) for v in mean), tuple(float(v) for v in std)
-
-
-# ---- weights files, read without torch ----------------------------------------------------
-
-WEIGHTS_DIR = Path(__file__).parent / "weights"
-_MAX_HEADER = 50_000_000
-
-
-def available_weights() -> list[str]:
-    """Names of the weights shipped in the package."""
-    return sorted(p.stem for p in WEIGHTS_DIR.glob("*.safetensors"))
-
-
-def weights_path(path_or_name: str | Path) -> Path:
-    """The file of a shipped weights name, or ``path_or_name`` itself if it is a path."""
-    p = Path(path_or_name)
-    if p.suffix == ".safetensors" or p.exists():
-        if not p.is_file():
-            raise ModelSpecError(f"weights file {str(p)!r} does not exist")
-        return p
-    shipped = WEIGHTS_DIR / f"{path_or_name}.safetensors"
-    if shipped.is_file():
-        return shipped
-    raise ModelSpecError(f"no weights named {str(path_or_name)!r}; shipped weights are "
-                         f"{available_weights()}, or give the path of a .safetensors file")
-
-
-def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
-    """(tensor name → {dtype, shape}, metadata) from a safetensors header; reads no tensor."""
-    p = Path(path)
-    with p.open("rb") as f:
-        raw = f.read(8)
-        if len(raw) != 8:
-            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (too short)")
-        (n,) = struct.unpack("<Q", raw)
-        if n > _MAX_HEADER:
-            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (header of {n} bytes)")
-        try:
-            header = json.loads(f.read(n))
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            raise ModelSpecError(f"{str(p)!r} is not a safetensors file (bad header)") from None
-    if not isinstance(header, dict):
-        raise ModelSpecError(f"{str(p)!r} is not a safetensors file (bad header)")
-    meta = header.pop("__metadata__", None) or {}
-    return header, meta
-
-
-def read_spec(path_or_name: str | Path) -> ModelSpec:
-    """The ModelSpec stored in a weights file (no torch tensor is read)."""
-    p = weights_path(path_or_name)
-    _, meta = read_header(p)
-    return spec_from_metadata(meta, p)
-
-
-def spec_from_metadata(meta: Mapping[str, str], path: str | Path) -> ModelSpec:
-    """The ModelSpec in the safetensors metadata ``meta`` of the file ``path``."""
-    p = Path(path)
-    if METADATA_KEY not in meta:
-        raise ModelSpecError(f"{str(p)!r} carries no eocube model spec (metadata key "
-                             f"{METADATA_KEY!r}); it was not written by eocube.models.save_model")
-    return ModelSpec.from_json(meta[METADATA_KEY])

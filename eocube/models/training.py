@@ -31,8 +31,10 @@ from eocube.models.data import (
     city_spec,
     load_city,
 )
-from eocube.models.io import build_model, resolve_device, save_model
+from eocube.models.device import resolve_device
+from eocube.models.io import LoadedModel, save_model
 from eocube.models.losses import consistency_rampup, mmcr_loss, power_jaccard_loss
+from eocube.models.registry import build_model
 from eocube.models.spec import InputSpec, ModelSpec, band_stats, normalize
 from eocube.synth.sensors import S2_BANDS
 
@@ -131,7 +133,7 @@ def _chip_sampler(stacks: list[dict[str, np.ndarray]], names: list[str], targets
 
 
 def _norm(inp: InputSpec, a: np.ndarray) -> np.ndarray:
-    return normalize(inp, a, fill=0.0)
+    return normalize(a, inp, fill=0.0)
 
 
 def _input(name: str, bands: tuple[str, ...], arrays: list[np.ndarray], *,
@@ -320,8 +322,8 @@ def _stock(cities: list[CityData], *, width: int, depth: int,
     z = np.log1p(stock)
     tt = {"transform": "log1p", "mean": float(z.mean()), "std": float(z.std())}
     target = ((z - tt["mean"]) / tt["std"]).astype("float32")
-    arrays = {"optical": np.nan_to_num(normalize(o_in, opt, axis=1)),
-              "ntl": np.nan_to_num(normalize(n_in, ntl, axis=1))}
+    arrays = {"optical": np.nan_to_num(normalize(opt, o_in, axis=1)),
+              "ntl": np.nan_to_num(normalize(ntl, n_in, axis=1))}
     inputs = tuple(o_in if b == "optical" else n_in for b in branches)
     tag = "fusion" if len(branches) == 2 else branches[0]
     spec = ModelSpec(
@@ -349,23 +351,23 @@ def _stock(cities: list[CityData], *, width: int, depth: int,
 
     def calibrate(model: torch.nn.Module, spec: ModelSpec) -> ModelSpec:
         raw = {"optical": opt, "ntl": ntl}
-        return with_smearing(model, spec, {i.name: raw[i.name] for i in spec.inputs}, stock,
-                             city_seeds=[c.seed for c in cities],
+        return with_smearing({i.name: raw[i.name] for i in spec.inputs}, stock,
+                             LoadedModel(model, spec), city_seeds=[c.seed for c in cities],
                              device=next(model.parameters()).device)
 
     return Job(spec, sample, loss, calibrate)
 
 
-def with_smearing(model: torch.nn.Module, spec: ModelSpec, inputs: dict[str, np.ndarray],
-                  y: np.ndarray, /, *, city_seeds: list[int],
-                  device: str | torch.device = "cpu") -> ModelSpec:
+def with_smearing(inputs: dict[str, np.ndarray], y: np.ndarray, model: LoadedModel, /, *,
+                  city_seeds: list[int], device: str | torch.device = "cpu") -> ModelSpec:
     """``spec`` with the retransformation factor of its log1p target measured on the training
     rows ``inputs`` / ``y`` (never on held-out cells): the ``"ratio"`` factor in
     ``target_transform["smearing"]``, which :func:`~eocube.models.apply.inverse_target`
     applies; both estimates and the training cities in ``training["smearing"]``."""
     from eocube.models.apply import smearing_factor
 
-    s = {m: smearing_factor(model, spec, inputs, y, method=m, device=device)
+    spec = model.spec
+    s = {m: smearing_factor(inputs, y, model, method=m, device=device)
          for m in ("ratio", "duan")}
     info = {"method": "ratio", "ratio": s["ratio"], "duan": s["duan"],
             "city_seeds": list(city_seeds), "n_cells": len(y),

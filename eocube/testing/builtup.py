@@ -9,28 +9,28 @@ import numpy as np
 
 if TYPE_CHECKING:
     import torch
-    from torch import nn
 
     from eocube.models.data import CityData
-    from eocube.models.spec import ModelSpec
+    from eocube.models.io import LoadedModel
 
 __all__ = ["builtup_metrics"]
 
 
-def builtup_metrics(model: nn.Module, spec: ModelSpec, city: CityData, /, *,
+def builtup_metrics(city: CityData, model: LoadedModel, /, *,
                     device: str | torch.device = "auto", amp: bool = False
                     ) -> dict[str, dict[str, float]]:
     """Map metrics (F1, precision, recall, IoU, kappa) of every output head of a built-up
-    model against ``city``'s built-up truth, pooled over its yearly composites; a head's
-    map is its probability > 0.5."""
+    ``model`` (module and spec, as ``load_model`` gives them) against ``city``'s built-up
+    truth, pooled over its yearly composites; a head's map is its probability > 0.5."""
     from eocube.estimates.metrics import map_metrics
-    from eocube.models.apply import predict
+    from eocube.models.apply import forward_arrays
     from eocube.models.data import as_array
 
+    spec = model[1]
     truth, preds = [], {}
     for y in city.years:
         ins = {i.name: as_array(city.inputs[y], i.bands) for i in spec.inputs}
-        out = predict(model, spec, ins, device=device, amp=amp)
+        out = forward_arrays(ins, model, device=device, amp=amp)
         truth.append(city.builtup[y].to_numpy())
         for k, v in out.items():
             preds.setdefault(k, []).append(v > 0.5)

@@ -17,8 +17,7 @@ import xarray as xr
 from eocube.errors import GridError, ModelSpecError
 from eocube.infer import WeightsRef, clear_cache, get_model, predict, predict_change, stats
 from eocube.infer.tiling import Tiling
-from eocube.models import ModelSpec, load_model
-from eocube.models.apply import predict as bare_predict
+from eocube.models import ModelSpec, forward_arrays, load_model
 from eocube.testing import scenes as scene
 
 
@@ -36,9 +35,9 @@ def test_three_chunkings_give_the_same_result_and_no_seam(unet_path):
             for cy, cx in ((160, 224), (64, 64), (37, 101))]
     for m in maps[1:]:
         np.testing.assert_allclose(m, maps[0], atol=1e-5, rtol=0)
-    model, spec = load_model(unet_path, device="cpu")
+    model = load_model(unet_path, device="cpu")
     x = np.stack([c[b].values[0] for b in scene.BANDS])
-    whole = bare_predict(model, spec, {"s2": x}, device="cpu")["out"]
+    whole = forward_arrays({"s2": x}, model, device="cpu")["out"]
     # mean error per column against the untiled forward, away from the top and bottom edge
     cols = np.abs(maps[2] - whole)[16:-16].mean(axis=0)
     chunk_borders = [100, 101, 201, 202]
@@ -55,13 +54,13 @@ def test_matches_a_numpy_reference_of_the_blending(unet_path):
     c = scene.cube(100, 90, 1, chunks=40)
     t = Tiling(48, 12, "gaussian")
     got = _np(predict(c, unet_path, tile=48, overlap=12, blend="gaussian", device="cpu"))[0]
-    model, spec = load_model(unet_path, device="cpu")
+    model = load_model(unet_path, device="cpu")
     x = np.stack([c[b].values[0] for b in scene.BANDS])
     acc = np.zeros((100, 90))
     for oy in t.origins(100):
         for ox in t.origins(90):
-            p = bare_predict(model, spec, {"s2": x[:, oy:oy + 48, ox:ox + 48]},
-                             device="cpu")["out"]
+            p = forward_arrays({"s2": x[:, oy:oy + 48, ox:ox + 48]}, model,
+                               device="cpu")["out"]
             acc[oy:oy + 48, ox:ox + 48] += p * np.outer(t.window(100, oy), t.window(90, ox))
     ref = acc / np.outer(t.weight_sum(100, 0, 100), t.weight_sum(90, 0, 90))
     np.testing.assert_allclose(got, ref, atol=2e-5)
@@ -183,8 +182,9 @@ def test_model_is_built_once_per_process_and_sha_is_checked(unet_path, tmp_path)
     assert stats().get("models_built", 0) - before == 1
     import torch
 
-    model, _, _ = get_model(ref, device="cpu")  # prepared once for inference, then cached
-    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in model.modules())
+    (module, spec), _ = get_model(ref, device="cpu")  # prepared once for inference, cached
+    assert spec == ref.spec()
+    assert not any(isinstance(m, torch.nn.BatchNorm2d) for m in module.modules())
     bad = WeightsRef(ref.path, "0" * 64)
     with pytest.raises(ModelSpecError, match="the file changed since predict"):
         get_model(bad, device="cpu")
@@ -238,3 +238,22 @@ def test_cpu_workers_tune_glibc_malloc_once_unless_told_not_to():
     assert on.stdout.split() == (["True", "True"] if sys.platform.startswith("linux")
                                  else ["False", "False"])
     assert off.stdout.split() == ["False", "False"]
+
+
+def test_band_aliases_give_the_same_prediction_as_asset_names():
+    """A cube loaded with the profile's common names (red, nir, swir16 …, as
+    ``eocube.cube.load(bands=[...])`` names them) predicts as one with the asset keys."""
+    s2 = ("B02", "B03", "B04", "B08", "B11", "B12")
+    alias = dict(zip(s2, ("blue", "green", "red", "nir", "swir16", "swir22"), strict=True))
+    c = scene.cube(48, 48, 1, bands=s2) * 0.25
+    kw = dict(tile=32, overlap=8, device="cpu")
+    ref = _np(predict(c, "urban_s2", **kw))
+    np.testing.assert_array_equal(_np(predict(c.rename(alias), "urban_s2", **kw)), ref)
+    arr = c.rename(alias).to_dataarray("band")  # a DataArray with a band coordinate
+    np.testing.assert_array_equal(_np(predict(arr, "urban_s2", **kw)), ref)
+    # an asset key present is taken as it is (its alias beside it stays an extra variable)
+    both = c.assign(red=c["B04"] * 0 + 0.9)
+    np.testing.assert_array_equal(_np(predict(both, "urban_s2", **kw)), ref)
+    # a band that neither name gives is named in the error
+    with pytest.raises(ModelSpecError, match=r"missing \['B12'\]"):
+        predict(c.rename(alias).drop_vars("swir22"), "urban_s2", **kw)

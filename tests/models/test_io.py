@@ -15,14 +15,15 @@ import torch
 from eocube.errors import ModelSpecError
 from eocube.models import (
     InputSpec,
+    LoadedModel,
     ModelSpec,
     as_input,
     available_weights,
     build_model,
     check_input,
     for_inference,
+    forward_arrays,
     load_model,
-    predict,
     read_spec,
     save_model,
 )
@@ -124,20 +125,20 @@ def test_save_refuses_a_model_that_does_not_match_its_spec(tmp_path):
 
 def test_check_input_refuses_a_wrong_band_list():
     spec = _spec()
-    assert check_input(spec, ["B12", *S2[:5], "SCL"], input="s2") == S2
+    assert check_input(["B12", *S2[:5], "SCL"], spec, input="s2") == S2
     with pytest.raises(ModelSpecError, match=r"missing \['B12'\]"):
-        check_input(spec, list(S2[:5]), input="s2")
+        check_input(list(S2[:5]), spec, input="s2")
     with pytest.raises(ModelSpecError, match="in that order"):
-        check_input(spec, list(reversed(S2)), input="s2", ordered=True)
+        check_input(list(reversed(S2)), spec, input="s2", ordered=True)
     with pytest.raises(ModelSpecError, match="say which one"):
-        check_input(spec, S2)
+        check_input(S2, spec)
 
 
 def test_check_input_reads_dataset_variables():
     import xarray as xr
 
     ds = xr.Dataset({b: (("y", "x"), np.zeros((2, 2))) for b in ("vh", "vv")})
-    assert check_input(_spec(), ds, input="s1") == ("vv", "vh")
+    assert check_input(ds, _spec(), input="s1") == ("vv", "vh")
 
 
 def test_input_spec_validation():
@@ -156,7 +157,7 @@ def test_predict_normalises_raw_inputs(tmp_path):
     s1 = rng.gamma(2, 0.02, (2, 16, 16)).astype("float32")
     s2 = rng.uniform(0, 0.3, (6, 16, 16)).astype("float32")
     s2[0, 0, 0] = np.nan
-    out = predict(m, spec, {"s1": s1, "s2": s2}, device="cpu")
+    out = forward_arrays({"s1": s1, "s2": s2}, LoadedModel(m, spec), device="cpu")
     assert set(out) == {"out", "sar", "optical"}
     assert out["out"].shape == (16, 16) and np.isfinite(out["out"]).all()
     assert ((out["out"] >= 0) & (out["out"] <= 1)).all()
@@ -166,7 +167,7 @@ def test_reading_a_spec_imports_no_torch(tmp_path):
     spec = _spec()
     path = save_model(_trained(spec), spec, tmp_path / "m.safetensors")
     code = ("import sys; from eocube.models import read_spec, check_input; "
-            f"s = read_spec({str(path)!r}); check_input(s, ['vv', 'vh'], input='s1'); "
+            f"s = read_spec({str(path)!r}); check_input(['vv', 'vh'], s, input='s1'); "
             "assert 'torch' not in sys.modules, 'torch imported'; print(s.name)")
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr

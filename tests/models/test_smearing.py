@@ -11,10 +11,11 @@ import torch
 from eocube.errors import ModelSpecError
 from eocube.models import (
     InputSpec,
+    LoadedModel,
     ModelSpec,
     build_model,
+    forward_arrays,
     load_model,
-    predict,
     read_spec,
     save_model,
     train,
@@ -36,31 +37,32 @@ def _spec(**tt) -> ModelSpec:
 def test_inverse_target_applies_the_factor():
     z = np.array([-4.0, -1.0, 0.0, 0.5, 2.0])
     g = z * 2.0 + 7.0
-    np.testing.assert_array_equal(inverse_target(_spec(), z), np.maximum(np.expm1(g), 0.0))
-    got = inverse_target(_spec(smearing=1.13), z)
+    np.testing.assert_array_equal(inverse_target(z, _spec()), np.maximum(np.expm1(g), 0.0))
+    got = inverse_target(z, _spec(smearing=1.13))
     np.testing.assert_allclose(got, np.maximum(1.13 * np.exp(g) - 1.0, 0.0), rtol=1e-12)
-    assert (got[1:] > inverse_target(_spec(), z)[1:]).all()
+    assert (got[1:] > inverse_target(z, _spec())[1:]).all()
 
 
 def test_ratio_factor_gives_back_the_training_total_and_duan_is_the_mean():
     rng = np.random.default_rng(0)
     spec = _spec(nonnegative=False)
     torch.manual_seed(0)
-    model = build_model(spec).eval()
+    module = build_model(spec).eval()
+    model = LoadedModel(module, spec)
     x = rng.lognormal(1.0, 1.0, (64, 1, 12)).astype("float32")
     y = rng.lognormal(7.0, 2.0, 64)
-    s = smearing_factor(model, spec, {"ntl": x}, y, device="cpu", batch_size=10)
-    pred = predict(model, dataclasses.replace(
-        spec, target_transform={**spec.target_transform, "smearing": s}), {"ntl": x},
+    s = smearing_factor({"ntl": x}, y, model, device="cpu", batch_size=10)
+    pred = forward_arrays({"ntl": x}, LoadedModel(module, dataclasses.replace(
+        spec, target_transform={**spec.target_transform, "smearing": s})),
         device="cpu")["out"]
     assert pred.sum() == pytest.approx(y.sum(), rel=1e-5)
-    g = np.log1p(predict(model, spec, {"ntl": x}, device="cpu")["out"].astype("float64"))
-    duan = smearing_factor(model, spec, {"ntl": x}, y, method="duan", device="cpu")
+    g = np.log1p(forward_arrays({"ntl": x}, model, device="cpu")["out"].astype("float64"))
+    duan = smearing_factor({"ntl": x}, y, model, method="duan", device="cpu")
     assert duan == pytest.approx(np.mean(np.exp(np.log1p(y) - g)), rel=1e-5)
     with pytest.raises(ModelSpecError, match="one per row"):
-        smearing_factor(model, spec, {"ntl": x}, y[:3], device="cpu")
+        smearing_factor({"ntl": x}, y[:3], model, device="cpu")
     with pytest.raises(ModelSpecError, match="unknown smearing method 'mean'"):
-        smearing_factor(model, spec, {"ntl": x}, y, method="mean", device="cpu")
+        smearing_factor({"ntl": x}, y, model, method="mean", device="cpu")
 
 
 @pytest.mark.parametrize("name", ["stock_fusion", "stock_optical", "stock_ntl"])

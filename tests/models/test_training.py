@@ -141,11 +141,11 @@ def test_builtup_metrics_score_every_head_against_the_city_truth(tiny_city):
 
     from eocube.testing.builtup import builtup_metrics
 
-    model, spec = load_model("urban_fusion", device="cpu")
-    got = builtup_metrics(model, spec, tiny_city, device="cpu")
+    model = load_model("urban_fusion", device="cpu")
+    got = builtup_metrics(tiny_city, model, device="cpu")
     assert set(got) == {"out", "sar", "optical"}
     assert all(0.8 < v["f1"] <= 1 and 0 < v["iou"] <= v["f1"] for v in got.values())
     # scored against the city's own truth: inverting the truth ruins the score
     flipped = dataclasses.replace(tiny_city, builtup={y: 1 - b for y, b in
                                                       tiny_city.builtup.items()})
-    assert builtup_metrics(model, spec, flipped, device="cpu")["out"]["f1"] < 0.5
+    assert builtup_metrics(flipped, model, device="cpu")["out"]["f1"] < 0.5
