@@ -135,13 +135,13 @@ class Scene:
         """Land-cover class of each VHR pixel at the end of the series."""
         w = self.world
         gb = self.geobox_vhr
-        from eocube.synth.world import road_corridors
+        from eocube.synth.world import road_surface
 
         shapes = []
         lu = w.taz["land_use"].to_numpy()
         for code, use in ((WATER, "water"), (PARK, "green")):
             shapes += [(g, code) for g in w.taz.geometry.values[lu == use]]
-        shapes.append((road_corridors(w.roads), ROAD))
+        shapes.append((road_surface(w.roads), ROAD))
         cls = features.rasterize(shapes, out_shape=gb.shape.yx, transform=gb.transform,
                                  fill=GROUND, dtype="uint8")
         b = w.buildings
@@ -489,10 +489,10 @@ class Scene:
 
     @cached_property
     def _road_density_100m(self) -> np.ndarray:
-        from eocube.synth.world import road_corridors
+        from eocube.synth.world import road_surface
 
         gb = self.geobox_100m
-        hi = features.rasterize([(road_corridors(self.world.roads), 1)],
+        hi = features.rasterize([(road_surface(self.world.roads), 1)],
                                 out_shape=(gb.shape.y * 10, gb.shape.x * 10),
                                 transform=gb.transform * Affine.scale(0.1), fill=0, dtype="uint8")
         return self._block_mean(hi.astype("float32"), 10)

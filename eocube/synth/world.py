@@ -186,7 +186,7 @@ def _make_roads(spec: CitySpec, rng: np.random.Generator):
     return roads, v, h
 
 
-def _road_corridors(roads: gpd.GeoDataFrame) -> shapely.Geometry:
+def road_surface(roads: gpd.GeoDataFrame) -> shapely.Geometry:
     """The union of every road buffered by half its width (flat caps, mitred joins)."""
     return shapely.union_all(
         shapely.buffer(roads.geometry.values, roads["width"].to_numpy() / 2.0,
@@ -204,7 +204,7 @@ def _line_pos(lines, t, lo, hi) -> np.ndarray:
 
 def _make_taz(spec, roads, v_lines, h_lines) -> gpd.GeoDataFrame:
     x0, y0, x1, y1 = spec.bounds
-    faces = shapely.box(x0, y0, x1, y1).difference(_road_corridors(roads))
+    faces = shapely.box(x0, y0, x1, y1).difference(road_surface(roads))
     parts = list(shapely.get_parts(faces))
     pts = shapely.point_on_surface(parts)
     px, py = shapely.get_x(pts), shapely.get_y(pts)

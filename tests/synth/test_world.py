@@ -7,7 +7,7 @@ import shapely
 
 from eocube.errors import ConfigError
 from eocube.synth import CitySpec, make_world, resolve_spec
-from eocube.synth.world import road_corridors
+from eocube.synth.world import road_surface
 
 
 def test_every_building_lies_in_exactly_one_taz_and_one_community(tiny_world):
@@ -31,14 +31,14 @@ def test_taz_do_not_overlap_and_cover_the_city_minus_roads(tiny_world):
     union = shapely.union_all(taz.geometry.values)
     assert taz.area.sum() == pytest.approx(union.area, rel=1e-9)
     x0, y0, x1, y1 = tiny_world.spec.bounds
-    city_minus_roads = shapely.box(x0, y0, x1, y1).difference(road_corridors(tiny_world.roads))
+    city_minus_roads = shapely.box(x0, y0, x1, y1).difference(road_surface(tiny_world.roads))
     assert union.symmetric_difference(city_minus_roads).area < 1e-6 * city_minus_roads.area
     assert taz["taz_id"].is_unique
 
 
 def test_buildings_overlap_neither_roads_nor_each_other(tiny_world):
     b = tiny_world.buildings
-    assert not shapely.intersects(road_corridors(tiny_world.roads), b.geometry.values).any()
+    assert not shapely.intersects(road_surface(tiny_world.roads), b.geometry.values).any()
     assert b.area.sum() == pytest.approx(shapely.union_all(b.geometry.values).area, rel=1e-9)
 
 
