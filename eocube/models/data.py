@@ -30,6 +30,7 @@ from eocube.synth.sensors import (
     S2_BOA_ADD_OFFSET,
     S2_QUANTIFICATION,
     SCL_CLOUD_AND_SHADOW,
+    SCL_NO_DATA,
     Scene,
     apply_affine,
 )
@@ -65,46 +66,66 @@ def _year_window(dates: pd.DatetimeIndex, year: int) -> np.ndarray:
 def s2_composite(scene: Scene, year: int) -> xr.Dataset:
     """Median of the cloud-free Sentinel-2 reflectances of ``year`` per band, at 10 m.
 
-    Cloud, cloud shadow and cirrus (SCL 3, 8, 9, 10) and no-data are masked; 20 m bands are
-    repeated onto the 10 m grid (nearest), as the cube loader does.
+    Cloud, cloud shadow and cirrus (SCL 3, 8, 9, 10) and no-data are masked
+    (:func:`eocube.cube.mask_clouds`) and the year's median taken
+    (:func:`eocube.cube.composite`), as on a loaded cube; 20 m bands are repeated onto the
+    10 m grid (nearest), as the cube loader does.
     """
+    from eocube.cube.masks import mask_clouds
+
     dates = s2_dates(scene.world.spec)
-    stacks: dict[str, list[np.ndarray]] = {b: [] for b in S2_BANDS}
-    for i in _year_window(dates, year):
+    window = _year_window(dates, year)
+    stacks: dict[str, list[np.ndarray]] = {b: [] for b in (*S2_BANDS, "SCL")}
+    for i in window:
         sc = scene.s2_scene(int(i), dates[i])
-        bad20 = np.isin(sc["SCL"], (0, *SCL_CLOUD_AND_SHADOW))
-        bad10 = np.repeat(np.repeat(bad20, 2, axis=0), 2, axis=1)
+        scl10 = _to_10m(sc["SCL"])
+        stacks["SCL"].append(scl10)
         for b in S2_BANDS:
-            dn = sc[b]
-            if dn.shape != bad10.shape:
-                dn = np.repeat(np.repeat(dn, 2, axis=0), 2, axis=1)
-            r = (dn.astype("float32") + S2_BOA_ADD_OFFSET) / S2_QUANTIFICATION
-            stacks[b].append(np.where(bad10, np.nan, r))
+            dn = sc[b] if sc[b].shape == scl10.shape else _to_10m(sc[b])
+            stacks[b].append((dn.astype("float32") + S2_BOA_ADD_OFFSET) / S2_QUANTIFICATION)
     gb = scene.geobox
-    data = {b: (("y", "x"), _nanmedian(stacks[b]), {"units": "1"}) for b in S2_BANDS}
-    return xr.Dataset(data, coords=_coords(gb), attrs={"composite": f"median {year}"})
+    series = xr.Dataset(
+        {b: (("time", "y", "x"), np.stack(v), {"units": "1"} if b != "SCL" else {})
+         for b, v in stacks.items()},
+        coords={**_coords(gb), "time": dates[window].tz_localize(None)})
+    masked = mask_clouds(series, classes=(SCL_NO_DATA, *SCL_CLOUD_AND_SHADOW))
+    return _year_median(masked, year)
 
 
 def s1_composite(scene: Scene, year: int) -> xr.Dataset:
-    """Median Sentinel-1 backscatter (VV, VH; linear power, NaN where no data) of ``year``."""
+    """Median Sentinel-1 backscatter (VV, VH; linear power, NaN where no data) of ``year``
+    (:func:`eocube.cube.composite`)."""
     spec = scene.world.spec
     dates = s1_dates(spec)
+    window = _year_window(dates, year)
     stacks: dict[str, list[np.ndarray]] = {b: [] for b in S1_BANDS}
-    for i in _year_window(dates, year):
+    for i in window:
         sc = scene.s1_scene(int(i), dates[i], orbit=s1_orbit(int(i)))
         for b in S1_BANDS:
-            stacks[b].append(np.where(sc[b] == S1_NODATA, np.nan, sc[b]))
-    data = {b: (("y", "x"), _nanmedian(stacks[b]), {"units": "linear power"})
-            for b in S1_BANDS}
-    return xr.Dataset(data, coords=_coords(scene.geobox), attrs={"composite": f"median {year}"})
+            stacks[b].append(np.where(sc[b] == S1_NODATA, np.nan, sc[b]))  # nodata: NaN at load
+    series = xr.Dataset(
+        {b: (("time", "y", "x"), np.stack(v), {"units": "linear power"})
+         for b, v in stacks.items()},
+        coords={**_coords(scene.geobox), "time": dates[window].tz_localize(None)})
+    return _year_median(series, year)
 
 
-def _nanmedian(layers: list[np.ndarray]) -> np.ndarray:
+def _to_10m(a: np.ndarray) -> np.ndarray:
+    """A 20 m band on the 10 m grid: each pixel repeated 2 × 2 (nearest)."""
+    return np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
+
+
+def _year_median(series: xr.Dataset, year: int) -> xr.Dataset:
+    """The per-pixel median of a year's (time, y, x) float series, NaN ignored, on (y, x)."""
     import warnings
+
+    from eocube.cube.composite import composite
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-        return np.nanmedian(np.stack(layers), axis=0).astype("float32")
+        med = composite(series, period="year", stat="median").isel(time=0, drop=True)
+    return xr.Dataset({b: v.astype("float32") for b, v in med.data_vars.items()},
+                      coords=med.coords, attrs={"composite": f"median {year}"})
 
 
 def composite_inputs(scene: Scene, year: int) -> xr.Dataset:
