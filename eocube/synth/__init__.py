@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from eocube.synth.build import acquisition_dates, build_city
 from eocube.synth.cityspec import CITY_CRS, PRESETS, CitySpec, resolve_spec
-from eocube.synth.openmap import open_map_layers
+from eocube.synth.osm import open_map_layers
 from eocube.synth.truth import read_truth, truth_layers
 from eocube.synth.world import World, make_world
 

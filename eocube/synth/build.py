@@ -40,7 +40,7 @@ from eocube.io.stac import (
     raster_band,
 )
 from eocube.synth.cityspec import CitySpec, resolve_spec
-from eocube.synth.openmap import OPEN_LAYERS, open_map_layers
+from eocube.synth.osm import OPEN_LAYERS, open_map_layers
 from eocube.synth.sensors import (
     S1_NODATA,
     S2_20M,

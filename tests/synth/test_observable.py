@@ -23,7 +23,7 @@ from eocube.catalog.search import search
 from eocube.catalog.vectors import LAYERS, open_layer
 from eocube.errors import ArchiveError, SearchError
 from eocube.synth import read_truth, truth_layers
-from eocube.synth.openmap import POI_KEYS, open_map_layers
+from eocube.synth.osm import POI_KEYS, open_map_layers
 from eocube.synth.sensors import Scene
 
 TRUTH_COLLECTION = "eocube-synth-truth"
