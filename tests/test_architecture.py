@@ -260,3 +260,19 @@ def test_the_clash_rule_catches_two_objects_and_allows_a_re_export():
 
     assert clashes({"f": [("a", f), ("b", f)]}) == []
     assert clashes({"f": [("a", f), ("b", g), ("c", f)]}) == ["f: a, b"]
+
+
+#: module names two folders share, left to their owners (``testing/zones.py`` makes test zones
+#: for ``zonal/zones.py``); the test fails when this list is out of date
+SHARED_MODULE_NAMES = ["zones: eocube.testing, eocube.zonal"]
+
+
+def test_no_module_name_in_two_folders():
+    folders: dict[str, list[str]] = {}
+    for mod in KNOWN:
+        parts = mod.split(".")
+        if len(parts) > 2 and parts[-1] != "__init__":
+            folders.setdefault(parts[-1], []).append(".".join(parts[:-1]))
+    shared = [f"{name}: {', '.join(sorted(where))}" for name, where in sorted(folders.items())
+              if len(where) > 1]
+    assert shared == SHARED_MODULE_NAMES
