@@ -16,7 +16,7 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from eocube.pipeline.catalog import stage_item, write_run_catalog
+from eocube.pipeline.runstac import stage_item, write_run_catalog
 from eocube.pipeline.config import RunConfig, load_config
 from eocube.pipeline.evaluation import evaluation_stage
 from eocube.pipeline.report import report_stage
