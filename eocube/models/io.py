@@ -9,6 +9,7 @@ names, shapes and dtypes are checked against the file's header, before any tenso
 from __future__ import annotations
 
 import json
+import re
 import struct
 from collections.abc import Mapping
 from pathlib import Path
@@ -49,17 +50,26 @@ def available_weights() -> list[str]:
 
 
 def weights_path(path_or_name: str | Path) -> Path:
-    """The file of a shipped weights name, or ``path_or_name`` itself if it is a path."""
-    p = Path(path_or_name)
-    if p.suffix == ".safetensors" or p.exists():
+    """The file of a shipped weights name, or ``path_or_name`` itself if it is a path.
+
+    A name is a name: a ``str`` without the ``.safetensors`` suffix names shipped weights
+    and never resolves outside ``WEIGHTS_DIR`` (``"../x"``, ``"/etc/x"`` are refused). A
+    file is given as a ``Path`` or as a string ending in ``.safetensors``, and must exist.
+    """
+    if isinstance(path_or_name, Path) or str(path_or_name).endswith(".safetensors"):
+        p = Path(path_or_name)
         if not p.is_file():
             raise ModelSpecError(f"weights file {str(p)!r} does not exist")
         return p
-    shipped = WEIGHTS_DIR / f"{path_or_name}.safetensors"
-    if shipped.is_file():
+    name = str(path_or_name)
+    shipped = WEIGHTS_DIR / f"{name}.safetensors"
+    confined = (re.fullmatch(r"[A-Za-z0-9_][A-Za-z0-9_.-]*", name) is not None
+                and shipped.resolve().parent == WEIGHTS_DIR.resolve())
+    if confined and shipped.is_file():
         return shipped
-    raise ModelSpecError(f"no weights named {str(path_or_name)!r}; shipped weights are "
-                         f"{available_weights()}, or give the path of a .safetensors file")
+    raise ModelSpecError(f"no weights named {name!r}; shipped weights are "
+                         f"{available_weights()}, or give the path of a .safetensors file "
+                         "(a pathlib.Path, or a string ending in .safetensors)")
 
 
 def read_header(path: str | Path) -> tuple[dict[str, dict[str, Any]], dict[str, str]]:
