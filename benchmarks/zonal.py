@@ -33,7 +33,7 @@ from dask.array.core import PerformanceWarning
 from odc.geo.geobox import GeoBox
 from odc.geo.xr import wrap_xr
 
-from eocube.testing.zones import exactextract_stats
+from eocube.testing.polygons import exactextract_stats
 from eocube.zonal import zonal_stats
 
 CRS = "EPSG:32650"

@@ -9,7 +9,7 @@ Each UTM zone (``32N`` → EPSG:32632, ``32S`` → EPSG:32732) has its own grid 
 coordinates (the default 1024 px at 10 m gives 10.24 km tiles). A tile is named
 ``{zone}-{column:04d}-{row:04d}`` after its grid indices, ``column = x_min / size`` and
 ``row = y_min / size``: ``32N-0050-0500`` spans x 512,000–522,240 m and y 5,120,000–5,130,240 m
-in EPSG:32632. The id alone gives the tile's GeoBox (:func:`tile_geobox`).
+in EPSG:32632. The id alone gives the tile's GeoBox (:func:`aoi_tile_geobox`).
 
 Which zone a tile belongs to
 ----------------------------
@@ -59,8 +59,19 @@ if TYPE_CHECKING:  # pragma: no cover
     from odc.geo.geobox import GeoBox
     from shapely.geometry.base import BaseGeometry
 
-__all__ = ["Tile", "TileGrid", "iter_tile_batches", "plan_tiles", "read_manifest", "submit_waves",
-           "tile_geobox", "tile_id_of", "to_geodataframe", "waves", "write_manifest"]
+__all__ = [
+    "Tile",
+    "TileGrid",
+    "aoi_tile_geobox",
+    "iter_tile_batches",
+    "plan_tiles",
+    "read_manifest",
+    "submit_waves",
+    "tile_id_of",
+    "to_geodataframe",
+    "waves",
+    "write_manifest",
+]
 
 #: latitudes where UTM ends (UPS beyond)
 UTM_SOUTH, UTM_NORTH = -80.0, 84.0
@@ -467,12 +478,12 @@ def _geobox(epsg: int, x0: float, y1: float, tile_px: int, resolution: float) ->
                   f"EPSG:{epsg}")
 
 
-def tile_geobox(tile_id: str, /, *, grid: TileGrid = TileGrid()) -> GeoBox:
+def aoi_tile_geobox(tile_id: str, /, *, grid: TileGrid = TileGrid()) -> GeoBox:
     """The GeoBox of a tile from its id alone (and the grid it was planned on).
 
     Examples
     --------
-    >>> gb = tile_geobox("32N-0050-0500")
+    >>> gb = aoi_tile_geobox("32N-0050-0500")
     >>> gb.crs.epsg, gb.shape, gb.extent.boundingbox.left, gb.extent.boundingbox.bottom
     (32632, Shape2d(x=1024, y=1024), 512000.0, 5120000.0)
     """
@@ -490,7 +501,7 @@ def tile_geobox(tile_id: str, /, *, grid: TileGrid = TileGrid()) -> GeoBox:
 
 
 def tile_id_of(geobox: GeoBox, /, *, grid: TileGrid = TileGrid()) -> str:
-    """The id of the tile whose GeoBox is ``geobox`` (the inverse of :func:`tile_geobox`).
+    """The id of the tile whose GeoBox is ``geobox`` (the inverse of :func:`aoi_tile_geobox`).
 
     Raises
     ------

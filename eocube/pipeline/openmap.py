@@ -18,7 +18,7 @@ if TYPE_CHECKING:
 
     from eocube.pipeline.config import RunConfig
 
-__all__ = ["LANDUSE_CLASS", "OSM_POI_TYPE", "building_hints", "open_layer", "osm_landuse",
+__all__ = ["LANDUSE_CLASS", "OSM_POI_TYPE", "building_hints", "config_layer", "osm_landuse",
            "osm_poi_types"]
 
 #: (OSM key, value) → eocube POI type (the keys of ``eocube.estimates`` POI_FUNCTION);
@@ -64,7 +64,7 @@ ARCHIVE_LAYER = {"roads": "osm_roads", "pois": "osm_pois", "buildings": "osm_bui
                  "land_use": "osm_landuse", "census": "census"}
 
 
-def open_layer(cfg: RunConfig, key: str, /, *, crs: object = None) -> gpd.GeoDataFrame:
+def config_layer(cfg: RunConfig, key: str, /, *, crs: object = None) -> gpd.GeoDataFrame:
     """The vector layer of configuration key ``key`` (``vectors.<key>`` if set, else the
     synthetic archive's open-map layer), in ``crs`` when given."""
     import geopandas as gpd

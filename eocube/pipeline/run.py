@@ -16,11 +16,11 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from eocube.pipeline.runstac import stage_item, write_run_catalog
 from eocube.pipeline.config import RunConfig, load_config
 from eocube.pipeline.evaluation import evaluation_stage
 from eocube.pipeline.report import report_stage
 from eocube.pipeline.runner import LOG, RunFolder, RunResult, Stage, check_writable, run_stages
+from eocube.pipeline.runstac import stage_item, write_run_catalog
 from eocube.pipeline.sources import archive_for_run, check_sources
 from eocube.pipeline.stages import (
     buildings_stage,

@@ -190,11 +190,11 @@ def buildings_stage(ctx: StageContext) -> None:
     """Open-map footprints + VHR-derived footprints; floors, height and structure estimated."""
     from eocube.io import to_geoparquet
     from eocube.pipeline.buildings import estimate_floors, infer_structure, merge_footprints
-    from eocube.pipeline.openmap import building_hints, open_layer
+    from eocube.pipeline.openmap import building_hints, config_layer
 
     cfg = ctx.config
     crs = grid_of(ctx).crs
-    osm = open_layer(cfg, "buildings", crs=crs)
+    osm = config_layer(cfg, "buildings", crs=crs)
     hints = building_hints(osm)
     osm = osm.assign(levels=hints["levels"], function_hint=hints["function_hint"])
     derived = None
@@ -226,29 +226,29 @@ def zones_stage(ctx: StageContext) -> None:
     import shapely
 
     from eocube.io import to_geoparquet
-    from eocube.pipeline.openmap import open_layer, osm_landuse, osm_poi_types
+    from eocube.pipeline.openmap import config_layer, osm_landuse, osm_poi_types
     from eocube.zonal import assign_zones, taz_from_roads
 
     cfg = ctx.config
     gb = grid_of(ctx)
     crs = gb.crs
-    roads = open_layer(cfg, "roads", crs=crs)
+    roads = config_layer(cfg, "roads", crs=crs)
     boundary = shapely.box(*gb.extent.boundingbox)
     taz = taz_from_roads(roads, boundary=boundary)
-    census = open_layer(cfg, "census", crs=crs)
+    census = config_layer(cfg, "census", crs=crs)
     if "community_id" not in census.columns:
         raise ConfigError("vectors.census: the census layer needs a 'community_id' column")
     communities = census[["community_id", "geometry"]]
     taz = assign_zones(taz, communities, id_col="community_id")
     taz = taz[taz["community_id"].notna()].copy()
     taz["community_id"] = taz["community_id"].astype("int64")
-    lu = osm_landuse(taz, open_layer(cfg, "land_use", crs=crs))
+    lu = osm_landuse(taz, config_layer(cfg, "land_use", crs=crs))
     mapped = lu.notna()
     # a TAZ with no mapped land use takes the city's most common mapped class (documented)
     fill = lu[mapped].mode().iloc[0] if mapped.any() else "residential"
     taz["land_use"] = lu.fillna(fill).to_numpy()
     taz["land_use_source"] = np.where(mapped.to_numpy(), "osm", "city_mode")
-    pois = osm_poi_types(open_layer(cfg, "pois", crs=crs))
+    pois = osm_poi_types(config_layer(cfg, "pois", crs=crs))
     to_geoparquet(taz.reset_index(drop=True), ctx.output("taz.parquet", title="TAZ"))
     to_geoparquet(communities.reset_index(drop=True),
                   ctx.output("communities.parquet", title="communities"))
@@ -423,7 +423,7 @@ def greening_estimate(ctx: StageContext, pop: Any) -> None:
     """Roof greening: AHP overlay of a heat proxy, population, building and road density."""
     from eocube.estimates import greening_criteria, greening_suitability
     from eocube.io import to_geoparquet
-    from eocube.pipeline.openmap import open_layer
+    from eocube.pipeline.openmap import config_layer
 
     comp = open_zarr(ctx, "cubes", "composites.zarr").isel(time=-1)
     # no thermal band in the catalog: a surface-heat proxy from the last composite, NDBI − NDVI
@@ -433,7 +433,7 @@ def greening_estimate(ctx: StageContext, pop: Any) -> None:
     heat = ((swir - nir) / (swir + nir) - (nir - red) / (nir + red)).rename("lst")
     gb = comp.odc.geobox
     grid = gb.zoom_to(resolution=30.0)
-    roads = open_layer(ctx.config, "roads", crs=gb.crs)
+    roads = config_layer(ctx.config, "roads", crs=gb.crs)
     crit = greening_criteria(pop.assign(population=pop["population"]), roads=roads,
                              lst=heat.load(), grid=grid)
     districts = read_table(ctx, "zones", "communities.parquet").rename(

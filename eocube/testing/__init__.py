@@ -2,7 +2,7 @@
 
 - :mod:`eocube.testing.scenes`: tiny georegistered cubes generated per chunk, and tiny saved
   models (U-Net, dual-stream, change) for the inference tests;
-- :mod:`eocube.testing.zones`: random polygons and rasters, and the bridge to exactextract
+- :mod:`eocube.testing.polygons`: random polygons and rasters, and the bridge to exactextract
   (the reference for exact coverage);
 - :mod:`eocube.testing.estimates`: the estimates' inputs built from the synthetic city;
 - :mod:`eocube.testing.builtup`: a built-up model scored on a synthetic city's truth;

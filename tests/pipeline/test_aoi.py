@@ -14,11 +14,11 @@ from eocube.errors import ConfigError, GridError
 from eocube.pipeline import aoi as aoi_mod
 from eocube.pipeline.aoi import (
     TileGrid,
+    aoi_tile_geobox,
     iter_tile_batches,
     plan_tiles,
     read_manifest,
     submit_waves,
-    tile_geobox,
     tile_id_of,
     to_geodataframe,
     waves,
@@ -113,7 +113,7 @@ def test_tile_id_geobox_round_trip_everywhere():
         assert t.num_rows > 0
         d = t.to_pydict()
         for i, tid in enumerate(d["tile_id"]):
-            gb = tile_geobox(tid, grid=grid)
+            gb = aoi_tile_geobox(tid, grid=grid)
             bb = gb.extent.boundingbox
             assert (bb.left, bb.bottom, bb.right, bb.top) == (
                 d["x_min"][i], d["y_min"][i], d["x_max"][i], d["y_max"][i])
@@ -128,10 +128,10 @@ def test_tile_id_geobox_round_trip_everywhere():
 
 def test_tile_id_and_geobox_errors():
     with pytest.raises(GridError, match="not a tile id: expected like '32N-0123-0456'"):
-        tile_geobox("32-0123-0456")
+        aoi_tile_geobox("32-0123-0456")
     with pytest.raises(GridError, match="zones are 01 to 60"):
-        tile_geobox("61N-0001-0001")
-    gb = tile_geobox("32N-0050-0500")
+        aoi_tile_geobox("61N-0001-0001")
+    gb = aoi_tile_geobox("32N-0050-0500")
     with pytest.raises(GridError, match="off the 10240 m grid"):
         tile_id_of(gb.translate_pix(3, 0))
     with pytest.raises(GridError, match="not a tile of 512 px"):
@@ -234,7 +234,7 @@ def test_waves_bounded_one_crs_each_and_resumable(tmp_path):
     rest = [tile.id for w in waves(path, 10, skip=done) for tile in w]
     assert rest == ids(t)[25:]
     first = next(waves(t, 3))[0]
-    assert first.geobox == tile_geobox(first.id)
+    assert first.geobox == aoi_tile_geobox(first.id)
     with pytest.raises(ConfigError, match="wave size 0"):
         next(waves(t, 0))
 

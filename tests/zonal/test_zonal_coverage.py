@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from odc.geo.geobox import GeoBox
 
 from eocube.errors import ConfigError, GridError, ZoneError
-from eocube.testing.zones import random_polygons
+from eocube.testing.polygons import random_polygons
 from eocube.zonal import zonal_coverage
 
 

@@ -14,7 +14,7 @@ from odc.geo.geobox import GeoBox
 from odc.geo.xr import wrap_xr
 
 from eocube.errors import ConfigError, GridError, ZoneError
-from eocube.testing.zones import exactextract_stats, random_polygons, random_raster
+from eocube.testing.polygons import exactextract_stats, random_polygons, random_raster
 from eocube.zonal import GeometryRepairWarning, zonal_coverage, zonal_stats, zonal_sums
 
 pytest.importorskip("exactextract")
