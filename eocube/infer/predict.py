@@ -4,7 +4,6 @@ series, or two dates for change models. Builds a graph; computes nothing.
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -16,10 +15,10 @@ from eocube.errors import ConfigError, GridError, ModelSpecError
 from eocube.infer.blocks import TileJob, blended_tile_graph
 from eocube.infer.runtime import RunOptions, WeightsRef
 from eocube.infer.tiling import Blend, Tiling
-from eocube.models.spec import InputSpec, ModelSpec, check_input
+from eocube.models.spec import InputSpec, ModelSpec, band_aliases, check_input
 
 if TYPE_CHECKING:
-    from eocube.catalog.profiles import SensorProfile
+    pass
 
 __all__ = ["predict", "predict_change", "provenance"]
 
@@ -215,48 +214,20 @@ def _sources(cube: Cube | Mapping[str, Cube], spec: ModelSpec) -> list[xr.DataAr
 
 def _canonical_bands(c: Cube, inp: InputSpec) -> Cube:
     """``c`` with the aliases of the bands the model needs (``red``, ``nir``, ``swir16`` …)
-    renamed to the names it was trained on (``B04``, ``B08``, ``B11`` …), through the sensor
-    profile of the input (``s2``, ``s1``, ``vhr``, ``ntl``) or else any profile whose bands
-    the model names. Bands already present, and cubes with none missing, are left alone; a
-    band no alias gives stays missing for :func:`check_input` to name."""
+    renamed to the names it was trained on (:func:`eocube.models.band_aliases`)."""
     if isinstance(c, xr.Dataset):
         names = [str(v) for v in c.data_vars]
     elif isinstance(c, xr.DataArray) and "band" in c.coords:
         names = [str(v) for v in np.atleast_1d(c["band"].values).tolist()]
     else:
         return c  # check_input / _sources say what is wrong
-    missing = [b for b in inp.bands if b not in names]
-    if not missing:
-        return c
-    best: dict[str, str] = {}
-    for profile in _profiles_for(inp):
-        rename: dict[str, str] = {}
-        for n in names:
-            if n in inp.bands or not profile.has_band(n):
-                continue
-            canon = profile.band(n).name
-            if canon in missing and canon not in rename.values():
-                rename[n] = canon
-        if len(rename) > len(best):  # the profile that finds the most (all, normally)
-            best = rename
+    best = band_aliases(names, inp)
     if not best:
         return c
     if isinstance(c, xr.Dataset):
         return c.rename(best)
     return c.assign_coords(band=[best.get(n, n) for n in names])
 
-
-def _profiles_for(inp: InputSpec) -> list[SensorProfile]:
-    """The sensor profiles that may name ``inp``'s bands: the one its name is short for, then
-    every profile that has all of them as canonical names."""
-    from eocube.catalog.profiles import PROFILES, get_profile
-
-    out = []
-    with contextlib.suppress(ConfigError):  # an input name that is no profile's short name
-        out.append(get_profile(inp.name))
-    out += [p for p in PROFILES.values()
-            if p not in out and set(inp.bands) <= {b.name for b in p.bands}]
-    return out
 
 
 def _predict(arrs: list[xr.DataArray], ref: WeightsRef, spec: ModelSpec, *, tile: int | None,

@@ -17,7 +17,14 @@ import importlib
 from typing import Any
 
 from eocube.models.io import LoadedModel, available_weights, read_spec, weights_path
-from eocube.models.spec import InputSpec, ModelSpec, band_stats, check_input, normalize
+from eocube.models.spec import (
+    InputSpec,
+    ModelSpec,
+    band_aliases,
+    band_stats,
+    check_input,
+    normalize,
+)
 
 _LAZY = {
     # module: names, in the order of the flow (build, load, prepare, run, train)
@@ -34,7 +41,7 @@ _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
 # in flow order, not alphabetical: the spec and its checks, weights files, then the lazy names
 __all__ = [
-    "InputSpec", "ModelSpec", "check_input", "normalize", "band_stats",
+    "InputSpec", "ModelSpec", "check_input", "band_aliases", "normalize", "band_stats",
     "available_weights", "weights_path", "read_spec", "LoadedModel",
     *_WHERE,
 ]

@@ -215,6 +215,8 @@ def check_input(bands: Iterable[str] | Any, spec: ModelSpec, /, *, input: str | 
     else:
         inp = spec.input(input)
     offered = _band_names(bands)
+    aliases = band_aliases(offered, inp)
+    offered = [aliases.get(b, b) for b in offered]
     missing = [b for b in inp.bands if b not in offered]
     if missing:
         raise ModelSpecError(
@@ -225,6 +227,46 @@ def check_input(bands: Iterable[str] | Any, spec: ModelSpec, /, *, input: str | 
             f"model {spec.name!r} input {inp.name!r} needs bands {list(inp.bands)} in that order;"
             f" got {offered}. Select them by name in the model's order first.")
     return inp.bands
+
+
+def band_aliases(names: Sequence[str], inp: InputSpec, /) -> dict[str, str]:
+    """The renaming that gives ``names`` the band names ``inp`` was trained on: each alias of a
+    band the input needs (``red``, ``nir``, ``swir16`` …) to its asset key (``B04``, ``B08``,
+    ``B11`` …), through the sensor profile the input's name is short for (``s2``, ``s1``,
+    ``vhr``, ``ntl``), else any profile that has all its bands. Names already right, and bands
+    no alias gives, are left out (``check_input`` names what is missing).
+
+    Examples
+    --------
+    >>> from eocube.models import read_spec
+    >>> band_aliases(["red", "nir", "B02"], read_spec("urban_s2").inputs[0])
+    {'red': 'B04', 'nir': 'B08'}
+    """
+    import contextlib
+
+    from eocube.catalog.profiles import PROFILES, get_profile
+    from eocube.errors import ConfigError
+
+    missing = [b for b in inp.bands if b not in names]
+    if not missing:
+        return {}
+    profiles = []
+    with contextlib.suppress(ConfigError):  # an input name that is no profile's short name
+        profiles.append(get_profile(inp.name))
+    profiles += [p for p in PROFILES.values()
+                 if p not in profiles and set(inp.bands) <= {b.name for b in p.bands}]
+    best: dict[str, str] = {}
+    for profile in profiles:
+        rename: dict[str, str] = {}
+        for n in names:
+            if n in inp.bands or not profile.has_band(n):
+                continue
+            canon = profile.band(n).name
+            if canon in missing and canon not in rename.values():
+                rename[n] = canon
+        if len(rename) > len(best):  # the profile that finds the most (all, normally)
+            best = rename
+    return best
 
 
 def _band_names(bands: Any) -> list[str]:

@@ -220,3 +220,18 @@ def test_for_inference_folds_batchnorm_and_keeps_the_outputs(name):
 def test_for_inference_refuses_a_model_in_training_mode():
     with pytest.raises(ModelSpecError, match="eval mode"):
         for_inference(build_model(_spec()).train())
+
+
+def test_check_input_takes_band_aliases():
+    from eocube.models import band_aliases, check_input, read_spec
+
+    spec = read_spec("urban_fusion")
+    names = ["blue", "green", "red", "nir", "swir16", "swir22", "vv", "vh"]
+    assert check_input(names, spec, input="s2") == ("B02", "B03", "B04", "B08", "B11", "B12")
+    assert band_aliases(names, spec.input("s1")) == {}  # vv, vh are already its names
+    import pytest
+
+    from eocube.errors import ModelSpecError
+
+    with pytest.raises(ModelSpecError, match=r"missing \['B12'\]"):
+        check_input(names[:5], spec, input="s2")
