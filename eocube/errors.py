@@ -90,12 +90,19 @@ class ReadError(EocubeError, OSError):
     """A raster asset could not be read; the message names the item and asset.
 
     Attributes ``item``, ``asset`` and ``href`` (query string removed) name what failed, where
-    the raiser knows them (``None`` otherwise).
+    the raiser knows them (``None`` otherwise); ``failure`` is its class.
     """
 
     item: str | None = None
     asset: str | None = None
     href: str | None = None
+    #: ``"transient"``, ``"corrupt"``, ``"missing"`` or ``"forbidden"`` where known
+    failure: str | None = None
+
+
+class ChecksumError(ReadError):
+    """A file's checksum differs from its archive manifest's or its asset's
+    ``file:checksum`` (or none is known where ``verify=True`` asks for one)."""
 
 
 class HrefRefused(EocubeError, PermissionError):

@@ -17,7 +17,8 @@ from eocube.cube.plan import LoadPlan
 
 def source_infos(plan: LoadPlan) -> dict[tuple[str, str, int], SourceInfo]:
     """(item id, asset key, one-based band index) → what the reader applies to that source."""
-    return {(it.id, s.asset, s.index): SourceInfo(it.id, s.asset, s.scale, s.offset, s.nodata)
+    return {(it.id, s.asset, s.index): SourceInfo(it.id, s.asset, s.scale, s.offset, s.nodata,
+                                                  s.sha256)
             for it in plan.items for s in it.sources.values()}
 
 
@@ -43,7 +44,7 @@ def read(plan: LoadPlan, /) -> xr.Dataset:
         geobox=plan.geobox, chunks=dict(plan.chunks),
         groupby=lambda item, parsed, idx: step[idx],
         resampling={names[b]: m for b, m in plan.resampling.items()}, dtype="float32",
-        driver=odc_driver(plan.on_error, source_infos(plan)),
+        driver=odc_driver(plan.on_error, source_infos(plan), plan.guard),
         # without failure markers odc-loader's own NaN fuser takes the first valid value
         fuse_func=FUSER if plan.on_error == "nan" else None, fail_on_error=True,
         nodata=np.nan)

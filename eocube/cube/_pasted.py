@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from eocube.cube._read import FUSER, OnError, SourceInfo, odc_driver
+from eocube.cube.guard import ReadGuard
 from eocube.cube.plan import LoadPlan
 
 
@@ -81,7 +82,7 @@ def plan(load_plan: LoadPlan, /) -> dict[str, list[dict[tuple[int, int], list[An
             for b, src in it.sources.items():
                 rs = RasterSource(src.href, band=src.index, geobox=src_gb,
                                   driver_data=SourceInfo(it.id, src.asset, src.scale,
-                                                         src.offset, src.nodata))
+                                                         src.offset, src.nodata, src.sha256))
                 for t in tiles:
                     steps[b].setdefault(t, []).append(rs)
         for b in bands:
@@ -103,13 +104,14 @@ def read(load_plan: LoadPlan, /) -> xr.Dataset | None:
                                 resampling=m, fail_on_error=True, fuser_fqn=fuser)
             for b, m in load_plan.resampling.items()}
     return build(plans, load_plan.geobox, load_plan.chunks, cfgs, load_plan.on_error,
-                 odc_driver(load_plan.on_error).capture_env())
+                 odc_driver(load_plan.on_error).capture_env(), load_plan.guard)
 
 
 def build(plans: dict[str, list[dict[tuple[int, int], list[Any]]]], gb: Any,
           chunks: Mapping[str, Any], cfgs: Mapping[str, Any], on_error: OnError,
-          env: dict[str, Any]) -> xr.Dataset:
-    """The raw (time, y, x) float32 bands, one dask task per chunk."""
+          env: dict[str, Any], guard: ReadGuard | None = None) -> xr.Dataset:
+    """The raw (time, y, x) float32 bands, one dask task per chunk (``guard``: the load's
+    read guard, ``eocube.cube.guard``)."""
     import dask.array as da
     from dask.base import tokenize
     from dask.highlevelgraph import HighLevelGraph
@@ -127,13 +129,13 @@ def build(plans: dict[str, list[dict[tuple[int, int], list[Any]]]], gb: Any,
                 for t in range(len(steps))]
         name = f"eocube-load-{b}-" + tokenize(
             [[[(s.uri, s.band, s.driver_data) for s in c] for c in st] for st in srcs],
-            gb, gbt.chunks, cfg, on_error, env)
+            gb, gbt.chunks, cfg, on_error, env, guard)
         dsk: dict[Any, Any] = {}
         for t, st in enumerate(srcs):
             for iy in range(ny):
                 for ix in range(nx):
                     dsk[(name, t, iy, ix)] = (load_chunk, st[iy * nx + ix], gbt[iy, ix], cfg,
-                                              on_error, env)
+                                              on_error, env, guard)
         arr = da.Array(HighLevelGraph.from_collections(name, dsk, dependencies=()), name,
                        ((1,) * len(steps), *gbt.chunks), dtype=np.dtype(cfg.dtype))
         out[b] = xr.DataArray(arr, dims=("time", "y", "x"))

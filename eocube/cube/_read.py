@@ -19,17 +19,40 @@ from typing import Any, Literal, NamedTuple
 
 import numpy as np
 
-from eocube.errors import ReadError
+from eocube.catalog.hrefs import redact, redact_text
+from eocube.cube.guard import (
+    ReadGuard,
+    attempt,
+    check_size,
+    classify,
+    record_failure,
+    size_checked,
+)
+from eocube.errors import CauseText, ReadError
 
 OnError = Literal["raise", "nan"]
 FAILED = np.float32(np.inf)
 
 
 def read_error(item: str | None, asset: str | None, uri: str, e: BaseException) -> ReadError:
-    """The ``ReadError`` for a failed read of ``asset`` of ``item`` at ``uri``."""
-    who = f"asset {asset!r} of item {item!r}" if item else f"asset {uri!r}"
-    return ReadError(f"could not read {who} at {uri}: {type(e).__name__}: {e}. Pass "
-                     "on_error='nan' to load the rest with this asset's pixels as NaN")
+    """The ``ReadError`` for a failed read of ``asset`` of ``item`` at ``uri``: the href
+    without its query string, the cause's text redacted, its failure class (``failure``)
+    and the attempts made. Raise it ``from cause_of(e)``: the original cause may quote a
+    signed URL."""
+    shown = redact(uri)
+    who = f"asset {asset!r} of item {item!r}" if item else f"asset {shown!r}"
+    failure = classify(e)
+    attempts = int(getattr(e, "eocube_attempts", 1))
+    tried = f" after {attempts} attempts" if attempts > 1 else ""
+    return ReadError(f"could not read {who} at {shown} ({failure}{tried}): "
+                     f"{redact_text(f'{type(e).__name__}: {e}')}. Pass on_error='nan' to load "
+                     "the rest with this asset's pixels as NaN", item=item, asset=asset,
+                     href=shown, failure=failure)
+
+
+def cause_of(e: BaseException) -> CauseText:
+    """``e`` as the redacted text that a ``ReadError`` carries as its cause."""
+    return CauseText(redact_text(f"{type(e).__module__}.{type(e).__qualname__}: {e}"))
 
 
 def missing_asset_error(item: str, band: str, assets: Iterable[str]) -> ReadError:
@@ -60,6 +83,7 @@ class SourceInfo(NamedTuple):
     scale: float = 1.0
     offset: float = 0.0
     nodata: float | None = None
+    sha256: str | None = None
 
 
 #: (item id, asset key, one-based band index) → its ``SourceInfo``
@@ -85,8 +109,10 @@ def with_nodata(cfg: Any, nodata: float | None) -> Any:
 
 
 class _Reader:
-    def __init__(self, src: Any, ctx: Any, on_error: OnError) -> None:
+    def __init__(self, src: Any, ctx: Any, on_error: OnError,
+                 guard: ReadGuard | None = None) -> None:
         self._src, self._ctx, self._on_error = src, ctx, on_error
+        self._guard = guard if guard is not None else ReadGuard()
 
     def read(self, cfg: Any, dst_geobox: Any, *, dst: np.ndarray | None = None,
              selection: Any = None, claim: Claim | None = None
@@ -96,21 +122,42 @@ class _Reader:
         dd = self._src.driver_data
         info = dd if isinstance(dd, SourceInfo) else SourceInfo("", "")
         cfg = with_nodata(cfg, info.nodata)
-        try:
+        guard = self._guard
+
+        def once(uri: str) -> tuple[tuple[slice, slice], np.ndarray]:
+            src = self._src if uri == self._src.uri else dataclasses.replace(self._src, uri=uri)
             out = None
             if dst is None and selection is None:
-                out = _read_pasted(self._src, cfg, dst_geobox, info.scale, info.offset,
-                                   claim)
+                out = _read_pasted(src, cfg, dst_geobox, info.scale, info.offset, claim,
+                                   guard)
             if out is None:
-                out = RioReader(self._src, self._ctx).read(cfg, dst_geobox, dst=dst,
-                                                           selection=selection)
+                _check_header(uri, guard)
+                out = RioReader(src, self._ctx).read(cfg, dst_geobox, dst=dst,
+                                                     selection=selection)
                 _scale_inplace(out[1], info.scale, info.offset)
+            return out
+
+        try:
+            out, _ = attempt(once, self._src.uri, guard=guard, sha256=info.sha256)
         except Exception as e:
             if self._on_error == "raise":
-                raise read_error(info.item or None, info.asset or None, self._src.uri, e) from e
+                raise read_error(info.item or None, info.asset or None, self._src.uri,
+                                 e) from cause_of(e)
+            record_failure(guard.load_id, item=info.item, asset=info.asset,
+                           href=self._src.uri, exc=e)
             out_ = np.full(dst_geobox.shape.yx, FAILED, dtype=cfg.dtype)
             return (slice(0, out_.shape[0]), slice(0, out_.shape[1])), out_
         return out
+
+
+def _check_header(uri: str, guard: ReadGuard) -> None:
+    """The raster size cap on ``uri``'s header (opened once per process and source)."""
+    import rasterio
+
+    if size_checked(uri):
+        return
+    with rasterio.open(uri, "r", sharing=False) as rdr:
+        check_size(rdr.width, rdr.height, uri=uri, guard=guard)
 
 
 def _scale_inplace(pix: np.ndarray, scale: float, offset: float) -> None:
@@ -126,7 +173,8 @@ Claim = Callable[[tuple[slice, slice]], "np.ndarray | None"]
 
 
 def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float,
-                 claim: Claim | None = None) -> tuple[tuple[slice, slice], np.ndarray] | None:
+                 claim: Claim | None = None, guard: ReadGuard | None = None
+                 ) -> tuple[tuple[slice, slice], np.ndarray] | None:
     """The part of ``gbox`` that ``src`` covers, read straight from the file and scaled as it
     is read, when the file's pixels coincide with ``gbox``'s (the common case of tiles loaded
     on their own grid); ``None`` when they do not, to leave it to odc-loader's read.
@@ -150,6 +198,7 @@ def _read_pasted(src: Any, cfg: Any, gbox: Any, scale: float, offset: float,
                                                 src.geobox.shape.yx, gbox) is None:
         return None
     with rasterio.open(src.uri, "r", sharing=False) as rdr:
+        check_size(rdr.width, rdr.height, uri=src.uri, guard=guard or ReadGuard())
         if src.band > rdr.count:
             return None
         win = _paste_window(rdr.transform, _FileCRS(rdr), (rdr.height, rdr.width), gbox)
@@ -224,8 +273,10 @@ def _paste_window(transform: Any, crs: Any, shape: tuple[int, int], gbox: Any
             (slice(ys - r0, ye - r0), slice(xs - c0, xe - c0)))
 
 
-def odc_driver(on_error: OnError, infos: SourceTable | None = None) -> Any:
-    """An odc-loader ``ReaderDriver``: the rasterio driver with eocube's failure policy.
+def odc_driver(on_error: OnError, infos: SourceTable | None = None,
+               guard: ReadGuard | None = None) -> Any:
+    """An odc-loader ``ReaderDriver``: the rasterio driver with eocube's failure policy and
+    read guard (``guard``: href policy, checksums, signing, retries, failure records).
 
     ``infos`` (used while the graph is built) makes the reader return physical units with
     each source's declared nodata applied. No auxiliary-band reader: eocube loads none.
@@ -238,17 +289,17 @@ def odc_driver(on_error: OnError, infos: SourceTable | None = None) -> Any:
             self.on_error = on_error
 
         def open(self, src: Any, ctx: Any) -> _Reader:
-            return _Reader(src, ctx, self.on_error)
+            return _Reader(src, ctx, self.on_error, guard)
 
         def __reduce__(self) -> Any:
             # the parser (and its scale table) is only needed to build the graph
-            return (odc_driver, (self.on_error,))
+            return (odc_driver, (self.on_error, None, guard))
 
     return _Driver(on_error)
 
 
 def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
-               env: dict[str, Any]) -> np.ndarray:
+               env: dict[str, Any], guard: ReadGuard | None = None) -> np.ndarray:
     """One (1, y, x) chunk of the fast path (``_pasted``): what odc-loader's load task makes
     from the same sources — filled, then each source's read fused in order — in one task
     that opens the files itself, inside one GDAL environment.
@@ -290,7 +341,7 @@ def load_chunk(srcs: list[Any], gbox: Any, cfg: Any, on_error: OnError,
     with driver.restore_env(env, driver.new_load(gbox)):
         for src in srcs:
             placed.clear()
-            roi, pix = _Reader(src, None, on_error).read(cfg, gbox, claim=claim)
+            roi, pix = _Reader(src, None, on_error, guard).read(cfg, gbox, claim=claim)
             if pix.size == 0:
                 continue
             if placed and placed[0] == roi and pix.base is dst:

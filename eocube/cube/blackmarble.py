@@ -12,13 +12,15 @@ resampling. Tile grids come from the plan (the items' projection fields, or the 
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 import xarray as xr
 
-from eocube.cube._read import FAILED, OnError, fuse_finite_first, read_error
+from eocube.cube._read import FAILED, OnError, cause_of, fuse_finite_first, read_error
+from eocube.cube.guard import ReadGuard, attempt, record_failure
 from eocube.cube.plan import DEFAULT_CHUNKS, LoadPlan
 from eocube.errors import ConfigError
 
@@ -78,20 +80,23 @@ def read_window(path: str, layer: str, qlayer: str | None, good: Sequence[int],
 
 def _chunk_task(sources: tuple[tuple[Any, ...], ...], layer: str, qlayer: str | None,
                 good: tuple[int, ...], chunk_gb: Any, resampling: str,
-                on_error: OnError) -> np.ndarray:
+                on_error: OnError, guard: ReadGuard | None = None) -> np.ndarray:
     from odc.geo.warp import rio_reproject
 
     dst = np.full(chunk_gb.shape.yx, np.nan, dtype="float32")
-    for href, item_id, asset, tile_gb, scale, offset, nodata in sources:
+    for href, item_id, asset, tile_gb, scale, offset, nodata, sha in sources:
         win = _window(tile_gb, chunk_gb)
         if win is None:
             continue
+        g = guard if guard is not None else ReadGuard()
         try:
-            src = read_window(href, layer, qlayer, good, win, scale=scale, offset=offset,
-                              nodata=nodata)
+            src, _ = attempt(functools.partial(read_window, layer=layer, qlayer=qlayer,
+                                               good=good, win=win, scale=scale, offset=offset,
+                                               nodata=nodata), href, guard=g, sha256=sha)
         except Exception as e:
             if on_error == "raise":
-                raise read_error(item_id, asset, href, e) from e
+                raise read_error(item_id, asset, href, e) from cause_of(e)
+            record_failure(g.load_id, item=item_id, asset=asset, href=href, exc=e)
             np.copyto(dst, FAILED, where=~np.isfinite(dst))
             continue
         pix = np.full(chunk_gb.shape.yx, np.nan, dtype="float32")
@@ -131,13 +136,15 @@ def read(plan: LoadPlan, /, *, quality: Sequence[int] | None = None) -> xr.Datas
     for band in plan.bands:
         method = plan.resampling[band]
         srcs = tuple(
-            tuple((s.href, it.id, s.asset, s.grid.geobox(), s.scale, s.offset, s.nodata)
+            tuple((s.href, it.id, s.asset, s.grid.geobox(), s.scale, s.offset, s.nodata,
+                   s.sha256)
                   for it in g if (s := it.sources.get(band)) is not None)
             for g in plan.groups)
         name = "blackmarble-" + tokenize(srcs, layer, qlayer, good, gb,
-                                         tiles.chunk_shape((0, 0)), method, plan.on_error)
+                                         tiles.chunk_shape((0, 0)), method, plan.on_error,
+                                         plan.guard)
         dsk = {(name, t, iy, ix): (_chunk_task, row, layer, qlayer, good, tiles[iy, ix],
-                                   method, plan.on_error)
+                                   method, plan.on_error, plan.guard)
                for t, row in enumerate(srcs) for iy in range(ny) for ix in range(nx)}
         arr = da.Array(dsk, name, ((1,) * len(srcs), *tiles.chunks), dtype="float32")
         out[band] = xr.DataArray(arr, dims=("time", *gb.dimensions))

@@ -61,7 +61,8 @@ def finish(raw: xr.Dataset, plan: LoadPlan, /) -> xr.Dataset:
         flags = xr.concat(list(failed.values()), dim=xr.Variable("band", list(failed)))
         ds[FAILURES] = flags.transpose("time", "band").assign_attrs(
             {"description": "True where reading the band at that time failed (pixels NaN)",
-             "items": ids})
+             "items": ids, "assets": [plan.asset_band(b)[0] for b in failed],
+             "eocube:load": plan.guard.load_id})
     return ds
 
 
@@ -81,8 +82,16 @@ def _markers_to_nan(r: xr.DataArray) -> xr.DataArray:
 
 
 def read_failures(cube: xr.Dataset, /) -> list[dict[str, Any]]:
-    """The read failures recorded by ``load(..., on_error="nan")``, one dict per failed
-    (time, band) with the ids of the items of that time step. Computes ``read_failed``.
+    """The read failures recorded by ``load(..., on_error="nan")``: for each failed
+    (time, band), one dict per failing item and asset. Computes ``read_failed``.
+
+    Each record holds ``time``, ``band``, ``items`` (the ids of the step's items), ``item``
+    and ``asset`` (the one that failed), ``href`` (without its query string; ``None`` for
+    an asset the item lacks), ``class`` (``"transient"``, ``"corrupt"``, ``"missing"`` or
+    ``"forbidden"``), ``attempts`` and ``error`` (redacted). The records are kept by the
+    processes that read (Dask workers too, collected through the active distributed
+    client); a step whose failing item no process recorded (engine ``"stackstac"``, a
+    worker since lost) gets one record with ``item`` and ``class`` ``None``.
 
     Raises
     ------
@@ -91,11 +100,25 @@ def read_failures(cube: xr.Dataset, /) -> list[dict[str, Any]]:
     """
     import pandas as pd
 
+    from eocube.cube.guard import failure_records
+
     if FAILURES not in cube:
         raise ConfigError(f"the cube has no {FAILURES!r} variable; load it with "
                           "on_error='nan' to record read failures")
     f = cube[FAILURES]
     vals = np.asarray(f.values)
     ids = f.attrs.get("items", [""] * vals.shape[0])
-    return [{"time": pd.Timestamp(f["time"].values[t]), "band": str(f["band"].values[b]),
-             "items": ids[t].split(",")} for t, b in zip(*np.nonzero(vals), strict=True)]
+    assets = f.attrs.get("assets", [None] * vals.shape[1])
+    load_id = f.attrs.get("eocube:load")
+    recs = failure_records(load_id) if load_id and vals.any() else []
+    out = []
+    for t, b in zip(*np.nonzero(vals), strict=True):
+        step = ids[t].split(",")
+        base = {"time": pd.Timestamp(f["time"].values[t]), "band": str(f["band"].values[b]),
+                "items": step}
+        found = sorted((r for r in recs if r["item"] in step and r["asset"] == assets[b]),
+                       key=lambda r: step.index(r["item"]))
+        out += [{**base, **r} for r in found] or [
+            {**base, "item": None, "asset": assets[b], "href": None, "class": None,
+             "attempts": None, "error": "no process recorded which item failed"}]
+    return out

@@ -16,11 +16,13 @@ from typing import Any
 
 import xarray as xr
 
+from eocube.catalog.hrefs import HrefPolicy
 from eocube.catalog.profiles import SensorProfile
 from eocube.cube._read import OnError
 from eocube.cube.engines import ENGINES
 from eocube.cube.finish import finish
 from eocube.cube.gdal import ensure_configured
+from eocube.cube.guard import Signer
 from eocube.cube.plan import EngineName, Groupby, plan_load
 
 
@@ -30,7 +32,9 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
          bbox: Sequence[float] | None = None, chunks: Mapping[str, int] | None = None,
          groupby: Groupby = "solar_day", engine: EngineName | None = None,
          on_error: OnError = "raise",
-         resampling: str | Mapping[str, str] | None = None) -> xr.Dataset:
+         resampling: str | Mapping[str, str] | None = None,
+         href_policy: HrefPolicy | None = None, verify: bool = False,
+         sign: Signer | None = None) -> xr.Dataset:
     """Load STAC items as a lazy cube in physical units.
 
     Parameters
@@ -59,10 +63,29 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
         ``"raise"``: a failed read raises ``ReadError`` naming item and asset (at compute
         time; an asset missing from an item's metadata raises at once). ``"nan"``: its pixels
         become NaN (class bands: their nodata) and the boolean variable ``read_failed``
-        (time, band) records where; ``read_failures(cube)`` lists them.
+        (time, band) records where; ``read_failures(cube)`` lists them, one record per failed
+        item and asset with its failure class. Transient failures are retried (three
+        attempts, GDAL's own HTTP retries inside each).
     resampling
         One method for every value band, or a method per band; default per the profile
         (nearest for class bands). Every engine honours it.
+    href_policy
+        What asset hrefs may point at (``eocube.catalog.hrefs.HrefPolicy``), checked for
+        every href before anything is read. Default: public http(s) and s3 hosts (no
+        loopback, private or link-local address), no ``/vsi…`` path, and local files only
+        inside the eocube archives the items' files lie in (the nearest folder above holding
+        a ``manifest.json``) or the folders the items were read from. Each file's first bytes
+        must be the raster its name says (a VRT or HTML page named ``.tif`` is refused before
+        GDAL opens it) and its header at most ``max_pixels`` pixels.
+    verify
+        Check each file's sha256 against its archive manifest or its asset's
+        ``file:checksum`` (``1220…``) before reading it (once per worker process and file;
+        a remote file is downloaded once more for it). A mismatch is a ``ChecksumError``
+        (class ``corrupt``); a file with no known checksum fails the same way.
+    sign
+        ``sign(href) -> signed href``, called inside each read task (engines ``"odc"`` and
+        ``"hdf5"``), so that tokens stay out of the task graph; a module-level function
+        (pickled by reference) that fetches its token where it runs.
 
     Returns
     -------
@@ -74,7 +97,9 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
 
     Raises
     ------
-    ConfigError, GridError, ReadError, EmptySearchError
+    ConfigError, GridError, ReadError, ChecksumError, HrefRefused, EmptySearchError
+        (``ReadError`` and ``ChecksumError`` at compute time, with ``failure``, ``item``,
+        ``asset`` and ``href`` set; the href without its query string)
 
     Examples
     --------
@@ -83,6 +108,7 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     """
     plan = plan_load(items, bands=bands, profile=profile, geobox=geobox, like=like, crs=crs,
                      resolution=resolution, bbox=bbox, chunks=chunks, groupby=groupby,
-                     engine=engine, on_error=on_error, resampling=resampling)
+                     engine=engine, on_error=on_error, resampling=resampling,
+                     href_policy=href_policy, verify=verify, sign=sign)
     ensure_configured()
     return finish(ENGINES[plan.engine](plan), plan)

@@ -13,16 +13,19 @@ import dataclasses
 import datetime as _dt
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
 from types import MappingProxyType
 from typing import Any, Literal
 
 import numpy as np
 
+from eocube.catalog.hrefs import HrefPolicy, check_href
 from eocube.catalog.profiles import BandSpec, SensorProfile, get_profile, profile_for_item
 from eocube.catalog.tilegrid import CRS as TILE_CRS
 from eocube.catalog.tilegrid import TILE_PIX, parse_tile, tile_transform
 from eocube.cube._read import OnError, missing_asset_error
-from eocube.errors import ConfigError, EmptySearchError, GridError, ReadError
+from eocube.cube.guard import ReadGuard, Signer, default_policy, expected_sha256, record_failure
+from eocube.errors import ConfigError, EmptySearchError, GridError, HrefRefused, ReadError
 
 #: ``"odc"``: odc-stac (with eocube's fast path for tiles on the output grid); ``"stackstac"``;
 #: ``"hdf5"``: eocube's own reader of Black Marble HDF5 tiles
@@ -106,6 +109,8 @@ class BandSource:
     scale: float
     offset: float
     nodata: float | None
+    #: the sha256 the file should have (archive manifest or ``file:checksum``), where known
+    sha256: str | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -167,8 +172,10 @@ def _has_proj_ext(item: Any) -> bool:
         for e in item.stac_extensions)
 
 
-def parse_item(item: Any, /, *, profile: SensorProfile, bands: Sequence[str]) -> ParsedItem:
-    """The record of ``item`` for loading ``bands`` (names or aliases of ``profile``)."""
+def parse_item(item: Any, /, *, profile: SensorProfile, bands: Sequence[str],
+               checksums: bool = False) -> ParsedItem:
+    """The record of ``item`` for loading ``bands`` (names or aliases of ``profile``);
+    ``checksums``: look up each file's expected sha256 (``guard.expected_sha256``)."""
     d = item.to_dict(include_self_link=False, transform_hrefs=False)
     props = d.get("properties", {})
     sources: dict[str, BandSource] = {}
@@ -187,8 +194,10 @@ def parse_item(item: Any, /, *, profile: SensorProfile, bands: Sequence[str]) ->
             grid = grid if grid.complete else (_tile_grid(item.id) or grid)
         rbs = a.get("raster:bands") or a.get("eo:bands") or [None]
         pa = item.assets[key]
-        sources[band] = BandSource(key, pa.get_absolute_href() or pa.href, spec.asset_band,
-                                   len(rbs), grid, scale, offset, profile.nodata(d, band))
+        href = pa.get_absolute_href() or pa.href
+        sources[band] = BandSource(key, href, spec.asset_band, len(rbs), grid, scale, offset,
+                                   profile.nodata(d, band),
+                                   expected_sha256(href, a) if checksums else None)
     return ParsedItem(item.id, nominal_time(item), solar_day(item),
                       tuple(item.bbox) if item.bbox is not None else None,
                       parse_grid(props), _has_proj_ext(item), MappingProxyType(sources), item)
@@ -309,7 +318,8 @@ def _native_bounds(items: Sequence[Any], crs: Any) -> Any:
 class LoadPlan:
     """What a load reads and makes: the output variables (``specs``, named as the caller
     named the bands), the grid, the time steps (``groups`` of records, fused in order), the
-    chunks, the resampling per band, the failure policy and the engine."""
+    chunks, the resampling per band, the failure policy, the engine and the read guard
+    (href policy, checksums, signing; ``guard.load_id`` keys the failure records)."""
 
     profile: SensorProfile
     specs: Mapping[str, BandSpec]
@@ -320,6 +330,7 @@ class LoadPlan:
     groupby: Groupby
     on_error: OnError
     engine: EngineName
+    guard: ReadGuard = dataclasses.field(default_factory=ReadGuard)
 
     @property
     def bands(self) -> tuple[str, ...]:
@@ -349,8 +360,11 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
               bbox: Sequence[float] | None = None, chunks: Mapping[str, int] | None = None,
               groupby: Groupby = "solar_day", engine: EngineName | None = None,
               on_error: OnError = "raise",
-              resampling: str | Mapping[str, str] | None = None) -> LoadPlan:
-    """Items → a ``LoadPlan`` (arguments as for ``eocube.cube.load``). Reads metadata only.
+              resampling: str | Mapping[str, str] | None = None,
+              href_policy: HrefPolicy | None = None, verify: bool = False,
+              sign: Signer | None = None) -> LoadPlan:
+    """Items → a ``LoadPlan`` (arguments as for ``eocube.cube.load``). Reads metadata only;
+    every href is checked against the href policy here, before any read.
 
     Raises
     ------
@@ -358,6 +372,9 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
         For an argument that cannot apply, naming it.
     ReadError
         For an item without a requested band's asset, under ``on_error="raise"``.
+    HrefRefused
+        For an href the policy refuses, under ``on_error="raise"`` (under ``"nan"`` the
+        source is left out and recorded as ``forbidden``).
     GridError, EmptySearchError
     """
     if on_error not in ("raise", "nan"):
@@ -373,9 +390,16 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     specs = {b: prof.band(b) for b in bands}
     engine = _engine(prof, specs, engine)
     methods = _resampling(specs, resampling)
-    parsed = [parse_item(it, profile=prof, bands=bands) for it in pitems]
+    if sign is not None and not callable(sign):
+        raise ConfigError(f"sign={sign!r} is not callable; pass a function href -> signed href")
+    if engine == "stackstac" and (sign is not None or verify):
+        raise ConfigError("engine='stackstac' reads through stackstac's own readers, which "
+                          "cannot sign at read time or verify checksums; use engine='odc'")
+    parsed = [parse_item(it, profile=prof, bands=bands, checksums=verify) for it in pitems]
+    guard = _guard(parsed, pitems, href_policy, verify, sign, on_error)
+    parsed = [_checked(it, guard, on_error) for it in parsed]
     groups = tuple(tuple(g) for g in group_items(parsed, groupby=groupby))
-    _check_assets(groups, prof, bands, on_error)
+    _check_assets(groups, prof, bands, on_error, guard)
     if engine == "hdf5":
         for it in parsed:
             for b, src in it.sources.items():
@@ -387,7 +411,46 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
                        resolution=resolution, bbox=bbox)
     return LoadPlan(prof, MappingProxyType(specs), gb, groups,
                     MappingProxyType(dict(DEFAULT_CHUNKS if chunks is None else chunks)),
-                    MappingProxyType(methods), groupby, on_error, engine)
+                    MappingProxyType(methods), groupby, on_error, engine, guard)
+
+
+def _guard(parsed: Sequence[ParsedItem], items: Sequence[Any], policy: HrefPolicy | None,
+           verify: bool, sign: Signer | None, on_error: OnError) -> ReadGuard:
+    """The read guard: the policy given, else the default one for these hrefs and items;
+    its ``load_id`` a token of what the load reads."""
+    from dask.base import tokenize
+
+    if policy is None:
+        dirs = []
+        for it in items:
+            self_href = it.get_self_href()
+            if self_href and "://" not in self_href.removeprefix("file://"):
+                dirs.append(str(Path(self_href.removeprefix("file://")).parent))
+        policy = default_policy([s.href for it in parsed for s in it.sources.values()],
+                                item_dirs=dirs)
+    load_id = tokenize([(it.id, b, s.href) for it in parsed for b, s in it.sources.items()],
+                       on_error, verify, policy)
+    return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id)
+
+
+def _checked(it: ParsedItem, guard: ReadGuard, on_error: OnError) -> ParsedItem:
+    """``it`` with every href checked against ``guard.policy``: a refused one raises under
+    ``on_error="raise"``, else it is recorded (``forbidden``) and its source left out."""
+    keep = {}
+    for band, src in it.sources.items():
+        try:
+            check_href(src.href, policy=guard.policy)
+        except HrefRefused as e:
+            if on_error == "raise":
+                raise HrefRefused(f"item {it.id!r}, asset {src.asset!r}: {e}", href=e.href,
+                                  setting=e.setting, item=it.id, asset=src.asset) from None
+            record_failure(guard.load_id, item=it.id, asset=src.asset, href=src.href, exc=e,
+                           failure="forbidden", attempts=0)
+            continue
+        keep[band] = src
+    if len(keep) == len(it.sources):
+        return it
+    return dataclasses.replace(it, sources=MappingProxyType(keep))
 
 
 def _engine(prof: SensorProfile, specs: Mapping[str, BandSpec],
@@ -429,22 +492,32 @@ def _resampling(specs: Mapping[str, BandSpec], resampling: str | Mapping[str, st
 
 
 def _check_assets(groups: Sequence[Sequence[ParsedItem]], prof: SensorProfile,
-                  bands: Sequence[str], on_error: OnError) -> None:
+                  bands: Sequence[str], on_error: OnError, guard: ReadGuard) -> None:
     """Every band is one asset and band index in all items; an item without it raises under
-    ``on_error='raise'``; a band no item holds always raises."""
+    ``on_error='raise'`` (else it is recorded as ``missing``); a band no item holds always
+    raises."""
     for band in bands:
         held: tuple[str, int] | None = None
+        lacking = []
         for g in groups:
             for it in g:
                 src = it.sources.get(band)
                 if src is None:
                     if on_error == "raise":
                         raise missing_asset_error(it.id, band, it.item.assets)
+                    lacking.append(it)
                     continue
                 if held is not None and (src.asset, src.index) != held:
                     raise ConfigError(f"band {band!r} is asset {held[0]!r} in some items and "
                                       f"{src.asset!r} in item {it.id!r}; load them separately")
                 held = (src.asset, src.index)
+        for it in lacking:
+            key = prof.asset_key(it.item.to_dict(include_self_link=False,
+                                                 transform_hrefs=False), band)
+            if key is not None:
+                continue  # refused by the href policy, recorded as such
+            record_failure(guard.load_id, item=it.id, asset=held[0] if held else band,
+                           href=None, exc=None, failure="missing", attempts=0)
         if held is None:
             raise ReadError(f"no item holds band {band!r} of profile {prof.name!r}; its "
                             f"aliases are {list(prof.band(band).keys)}")

@@ -4,6 +4,7 @@ import shutil
 
 import pytest
 
+from eocube.catalog.hrefs import HrefPolicy
 from eocube.catalog.search import search
 from eocube.synth.sensors import Scene
 
@@ -17,6 +18,12 @@ def tiny_scene(tiny_world):
 def s2_items(stac_api):
     # one clear and some cloudy dates
     return search(stac_api, profile="s2", datetime="2020-05-01/2020-06-30")
+
+
+@pytest.fixture()
+def broken_policy(tiny_archive, tmp_path):
+    """The href policy that lets loads read the broken files (outside the archive)."""
+    return HrefPolicy(roots=(tiny_archive, tmp_path))
 
 
 @pytest.fixture()

@@ -7,6 +7,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from eocube.catalog.hrefs import HrefPolicy
 from eocube.catalog.search import search
 from eocube.cube import load, read_failures
 from eocube.cube.blackmarble import FIELDS
@@ -57,7 +58,8 @@ def test_black_marble_reads_onto_its_grid_with_the_quality_mask(bm_items, tiny_s
         np.testing.assert_allclose(got[q == 0], truth[q == 0], atol=0.05 + 1e-6)
 
 
-def test_black_marble_onto_a_utm_grid_and_failure_policies(bm_items, tiny_scene, tmp_path):
+def test_black_marble_onto_a_utm_grid_and_failure_policies(bm_items, tiny_scene, tmp_path,
+                                                          tiny_archive):
     utm = load(bm_items[:1], geobox=tiny_scene.geobox_100m, chunks={"x": 8, "y": 8})
     v = utm.radiance.values
     assert v.shape == (1, *tiny_scene.geobox_100m.shape.yx) and np.isfinite(v).mean() > 0.8
@@ -65,8 +67,9 @@ def test_black_marble_onto_a_utm_grid_and_failure_policies(bm_items, tiny_scene,
     bad = tmp_path / "bad.h5"
     bad.write_bytes(b"not an hdf5 file")
     broken[0].assets["h5"].href = bad.as_uri()
+    pol = HrefPolicy(roots=(tmp_path, tiny_archive))
     with pytest.raises(ReadError, match=f"asset 'h5' of item '{broken[0].id}'"):
-        load(broken, geobox=tiny_scene.ntl_geobox).compute()
-    c = load(broken, geobox=tiny_scene.ntl_geobox, on_error="nan").compute()
+        load(broken, href_policy=pol, geobox=tiny_scene.ntl_geobox).compute()
+    c = load(broken, href_policy=pol, geobox=tiny_scene.ntl_geobox, on_error="nan").compute()
     assert np.isnan(c.radiance.values[0]).all() and np.isfinite(c.radiance.values[1]).any()
     assert [f["items"] for f in read_failures(c)] == [[broken[0].id]]

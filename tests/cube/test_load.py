@@ -67,23 +67,28 @@ def test_like_and_crs_resolution_give_the_same_grid(s2_items, tiny_scene):
 
 # ---- failures ------------------------------------------------------------------------------
 
-def test_failures_raise_by_default_naming_item_and_asset(broken_items, tiny_scene):
+def test_failures_raise_by_default_naming_item_and_asset(broken_items, tiny_scene,
+                                                         broken_policy):
     ok = broken_items[3]
     with pytest.raises(ReadError, match=f"asset 'B04' of item '{broken_items[2].id}'"):
-        load(broken_items, bands=["B04", "B08"], geobox=tiny_scene.geobox)
-    cube = load([broken_items[0], ok], bands=["B04"], geobox=tiny_scene.geobox,
-                chunks={"x": 32, "y": 32})
+        load(broken_items, href_policy=broken_policy, bands=["B04", "B08"],
+             geobox=tiny_scene.geobox)
+    cube = load([broken_items[0], ok], href_policy=broken_policy, bands=["B04"],
+                geobox=tiny_scene.geobox, chunks={"x": 32, "y": 32})
     with pytest.raises(ReadError, match=f"asset 'B04' of item '{broken_items[0].id}'"):
         cube.compute()
-    cube = load([broken_items[1], ok], bands=["B08"], geobox=tiny_scene.geobox)
+    cube = load([broken_items[1], ok], href_policy=broken_policy, bands=["B08"],
+                geobox=tiny_scene.geobox)
     with pytest.raises(ReadError, match=f"asset 'B08' of item '{broken_items[1].id}'.*gone"):
         cube.compute()
 
 
 @pytest.mark.parametrize("engine", ["odc", "stackstac"])
-def test_failures_become_nan_and_are_recorded(broken_items, tiny_scene, engine):
-    cube = load(broken_items, bands=["B04", "B08"], geobox=tiny_scene.geobox, engine=engine,
-                on_error="nan", chunks={"x": 32, "y": 32})
+def test_failures_become_nan_and_are_recorded(broken_items, tiny_scene, engine,
+                                              broken_policy):
+    cube = load(broken_items, href_policy=broken_policy, bands=["B04", "B08"],
+                geobox=tiny_scene.geobox, engine=engine, on_error="nan",
+                chunks={"x": 32, "y": 32})
     c = cube.compute()
     fails = read_failures(c)
     assert {f["band"] for f in fails} == {"B04", "B08"}

@@ -109,10 +109,11 @@ def test_graph_is_one_task_per_chunk_and_builds_lazily(s2_items, tiny_scene):
     assert len(dict(cube.__dask_graph__())) == n_chunks
 
 
-def test_failures_equal_odc_stac_under_both_policies(monkeypatch, broken_items, tiny_scene):
+def test_failures_equal_odc_stac_under_both_policies(monkeypatch, broken_items, tiny_scene,
+                                                    broken_policy):
     gb = _shifted(tiny_scene.geobox, -3, 4, 100, 90)
-    fast, slow = _both(monkeypatch, broken_items, bands=["B04", "B08"], geobox=gb,
-                       chunks={"x": 32, "y": 24}, on_error="nan")
+    fast, slow = _both(monkeypatch, broken_items, href_policy=broken_policy,
+                       bands=["B04", "B08"], geobox=gb, chunks={"x": 32, "y": 24}, on_error="nan")
     _assert_same(fast, slow)
     assert read_failures(fast.compute()) == read_failures(slow.compute()) != []
     ok = [it for i, it in enumerate(broken_items) if i != 2]
@@ -121,7 +122,8 @@ def test_failures_equal_odc_stac_under_both_policies(monkeypatch, broken_items, 
         for use_fast in (True, False):
             if not use_fast:
                 monkeypatch.setattr(_pasted, "plan", lambda *a, **k: None)
-            cube = load(ok, bands=[band], geobox=gb, chunks={"x": 32, "y": 24})
+            cube = load(ok, href_policy=broken_policy, bands=[band], geobox=gb,
+                        chunks={"x": 32, "y": 24})
             with pytest.raises(ReadError, match=f"asset '{band}'") as e:
                 cube.compute()
             msgs.append(str(e.value))

@@ -112,7 +112,7 @@ def test_load_chunk_fills_and_fuses_like_a_prefilled_chunk(monkeypatch, claims):
             reads.append(((slice(y0, y1), slice(x0, x1)), pix))
 
         class Fake:
-            def __init__(self, src, ctx, on_error):
+            def __init__(self, src, ctx, on_error, guard=None):
                 self.roi, self.pix = src
 
             def read(self, cfg, gbox, claim=None):

@@ -11,6 +11,7 @@ import xarray as xr
 from affine import Affine
 from odc.geo.geobox import GeoBox
 
+from eocube.catalog.hrefs import HrefPolicy
 from eocube.catalog.search import search
 from eocube.cube import _pasted, load
 from eocube.errors import ConfigError
@@ -67,7 +68,7 @@ def _rewrite(src_href, dst, *, nodata, zero=np.s_[10:20, 5:30]):
 @pytest.mark.parametrize("declared", ["item", "profile"])
 def test_declared_nodata_applies_to_a_cog_without_a_nodata_tag(monkeypatch, first_date,
                                                                tiny_scene, tmp_path, engine,
-                                                               declared):
+                                                               declared, tiny_archive):
     items = first_date
     src = items[0].assets["B04"].get_absolute_href()
     tagged = [it.clone() for it in items]
@@ -78,7 +79,8 @@ def test_declared_nodata_applies_to_a_cog_without_a_nodata_tag(monkeypatch, firs
         for it in (tagged[0], untagged[0]):
             del it.assets["B04"].extra_fields["raster:bands"][0]["nodata"]
     gb = tiny_scene.geobox
-    kw = {"bands": ["B04"], "chunks": {"x": 48, "y": 40}}
+    kw = {"bands": ["B04"], "chunks": {"x": 48, "y": 40},
+          "href_policy": HrefPolicy(roots=(tmp_path, tiny_archive))}
     on_grid = _load(monkeypatch, untagged, engine, geobox=gb, **kw)
     q = _quadrants(untagged, gb.shape.y)[0]
     b04 = on_grid.B04.values[0][q]

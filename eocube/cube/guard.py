@@ -1,0 +1,362 @@
+"""What stands between a load's hrefs and its readers: the href policy, the content sniff,
+the size cap, checksums, signing at read time, retries, and the record of each failure.
+
+The plan checks every href against an ``HrefPolicy`` before anything reads (``check_plan``);
+each read task then admits its source once per process (``admit``: the first bytes must be
+the raster the name claims — a VRT or an HTML page named ``.tif`` is refused before GDAL
+opens it —, and with ``verify=True`` the file's sha256 must equal the archive manifest's or
+the asset's ``file:checksum``), retries transient failures (``attempt``), and under
+``on_error="nan"`` records each failure (``FailureRecord``: item, asset, href without its
+query string, class, attempts) in the process that read it, where ``failure_records``
+collects them (from every worker of a distributed client too).
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import json
+import os
+import re
+import threading
+import time
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+from urllib.parse import unquote, urlsplit
+
+from eocube.catalog.hrefs import (
+    DEFAULT_POLICY,
+    HrefPolicy,
+    check_raster_size,
+    redact,
+    redact_text,
+    sniff_raster,
+)
+from eocube.errors import ChecksumError, HrefRefused, ReadError
+
+__all__ = ["FAILURE_CLASSES", "FailureClass", "ReadGuard", "Signer", "admit", "archive_root",
+           "attempt", "check_size", "classify", "default_policy", "expected_sha256",
+           "failure_records", "forget_failures", "local_path", "record_failure", "size_checked"]
+
+#: ``transient``: the source answered with a retryable failure (HTTP 429/5xx, a timeout, a
+#: dropped connection) after every attempt; ``corrupt``: its bytes are not a readable raster
+#: or not the ones the checksum promises; ``missing``: no such file, HTTP 404/410, or no such
+#: asset in the item; ``forbidden``: HTTP 401/403 or refused by the href policy
+FailureClass = Literal["transient", "corrupt", "missing", "forbidden"]
+FAILURE_CLASSES: tuple[FailureClass, ...] = ("transient", "corrupt", "missing", "forbidden")
+#: ``sign(href) -> signed href``, applied inside each read task (tokens stay out of graphs)
+Signer = Callable[[str], str]
+T = TypeVar("T")
+
+_MISSING = re.compile(r"\b(404|410)\b|no such file|does not exist|not found", re.I)
+_FORBIDDEN = re.compile(r"\b(401|403)\b|permission denied|access denied|forbidden", re.I)
+_TRANSIENT = re.compile(r"\b(429|500|502|503|504)\b|timed? ?out|timeout|connection|"
+                        r"temporar|curl error|reset by peer|broken pipe", re.I)
+
+
+@dataclass(frozen=True)
+class ReadGuard:
+    """How a load's read tasks treat their sources (built by ``load``; travels in the graph).
+
+    Parameters
+    ----------
+    policy
+        The href policy (also caps raster sizes: ``max_pixels``).
+    verify
+        Check each file's sha256 before reading it.
+    sign
+        Signs an href inside the read task (``None``: hrefs are read as they are).
+    attempts
+        Reads of a source before a transient failure counts (GDAL's own HTTP retries are
+        inside each attempt).
+    backoff
+        Seconds before the second attempt, doubling after.
+    load_id
+        The key under which this load's failures are recorded (a token of the plan).
+    """
+
+    policy: HrefPolicy = DEFAULT_POLICY
+    verify: bool = False
+    sign: Signer | None = None
+    attempts: int = 3
+    backoff: float = 0.25
+    load_id: str = ""
+
+
+# ---- the href policy ------------------------------------------------------------------------
+
+def local_path(href: str, /) -> str | None:
+    """The local path of a ``file://`` URL or bare path; ``None`` for other schemes."""
+    parts = urlsplit(href)
+    if parts.scheme == "file":
+        return unquote(parts.path)
+    if parts.scheme == "" and not href.startswith("/vsi"):
+        return href
+    return None
+
+
+@functools.lru_cache(maxsize=4096)
+def _archive_root_of_dir(folder: str) -> str | None:
+    p = Path(folder)
+    for d in (p, *p.parents):
+        m = d / "manifest.json"
+        if m.is_file():
+            try:
+                doc = json.loads(m.read_text())
+            except (OSError, ValueError):
+                continue
+            if isinstance(doc, dict) and "collections" in doc:
+                return str(d)
+    return None
+
+
+def archive_root(path: str | os.PathLike[str], /) -> Path | None:
+    """The eocube archive (the nearest folder above ``path`` holding a ``manifest.json``
+    with ``collections``) that a local file lies in, after symlinks and ``..``; or ``None``."""
+    root = _archive_root_of_dir(os.path.dirname(os.path.realpath(path)))
+    return None if root is None else Path(root)
+
+
+def default_policy(hrefs: Iterable[str], /, *, item_dirs: Iterable[str] = ()) -> HrefPolicy:
+    """The policy a load uses without ``href_policy=``: ``DEFAULT_POLICY`` (public http(s)
+    and s3 hosts) with local files allowed under the archives the local hrefs lie in and
+    under the folders the items were read from (``item_dirs``); nothing else local."""
+    roots: dict[str, None] = dict.fromkeys(item_dirs)
+    for h in hrefs:
+        p = local_path(h)
+        if p is not None:
+            r = archive_root(p)
+            if r is not None:
+                roots[str(r)] = None
+    return HrefPolicy(roots=tuple(Path(r) for r in roots))
+
+
+# ---- checksums --------------------------------------------------------------------------
+
+@functools.lru_cache(maxsize=64)
+def _manifest_files(root: str, mtime: float) -> Mapping[str, str]:
+    doc = json.loads((Path(root) / "manifest.json").read_text())
+    return {k: v["sha256"] for k, v in (doc.get("files") or {}).items()
+            if isinstance(v, Mapping) and "sha256" in v}
+
+
+def expected_sha256(href: str, asset: Mapping[str, Any] | None = None, /) -> str | None:
+    """The sha256 (hex) an asset's file should have: its ``file:checksum`` (a sha2-256
+    multihash, ``1220…``), else, for a file inside an eocube archive, the manifest's; or
+    ``None`` when neither knows it."""
+    mh = (asset or {}).get("file:checksum")
+    if isinstance(mh, str) and re.fullmatch(r"1220[0-9a-fA-F]{64}", mh):
+        return mh[4:].lower()
+    p = local_path(href)
+    if p is None:
+        return None
+    root = archive_root(p)
+    if root is None:
+        return None
+    rel = os.path.relpath(os.path.realpath(p), os.path.realpath(root)).replace(os.sep, "/")
+    files = _manifest_files(str(root), (root / "manifest.json").stat().st_mtime)
+    return files.get(rel)
+
+
+def _sha256(uri: str) -> str:
+    h = hashlib.sha256()
+    p = local_path(uri)
+    if p is not None:
+        with open(p, "rb") as f:
+            for block in iter(lambda: f.read(1 << 20), b""):
+                h.update(block)
+        return h.hexdigest()
+    with _urlopen(uri, None) as r:
+        for block in iter(lambda: r.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _urlopen(uri: str, byte_range: tuple[int, int] | None) -> Any:
+    import urllib.request
+
+    req = urllib.request.Request(uri)
+    if byte_range is not None:
+        req.add_header("Range", f"bytes={byte_range[0]}-{byte_range[1]}")
+    return urllib.request.urlopen(req, timeout=30)
+
+
+# ---- admission of a source, retries, classes --------------------------------------------
+
+_admitted: set[tuple[str, str | None, bool]] = set()
+_sized: set[str] = set()
+_lock = threading.Lock()
+
+
+def admit(uri: str, /, *, guard: ReadGuard, sha256: str | None = None,
+          shown: str | None = None) -> None:
+    """Check a source before a reader opens it (once per process and source): its first
+    bytes are a raster of the kind its name says (local files and http(s); an s3 object is
+    left to GDAL), and under ``guard.verify`` its sha256 is ``sha256``.
+
+    Raises
+    ------
+    HrefRefused
+        Its content is not the raster it claims (a VRT, HTML or XML named ``.tif``).
+    ChecksumError
+        The checksum differs, or ``verify`` is on and no checksum is known.
+    OSError
+        From the first read (missing file, HTTP status), for ``classify``.
+    """
+    shown = redact(shown or uri)
+    key = (shown, sha256, guard.verify)
+    if key in _admitted:
+        return
+    p = local_path(uri)
+    if p is not None:
+        sniff_raster(p, name=shown)
+    elif urlsplit(uri).scheme in ("http", "https"):
+        with _urlopen(uri, (0, 4095)) as r:
+            sniff_raster(r.read(4096), name=shown)
+    if guard.verify:
+        if sha256 is None:
+            raise ChecksumError(f"verify=True, but no checksum is known for {shown}: the "
+                                "asset has no file:checksum and the file is in no eocube "
+                                "archive manifest; load without verify=True or add one",
+                                href=shown)
+        got = _sha256(uri)
+        if got != sha256:
+            raise ChecksumError(f"{shown} has sha256 {got}, not {sha256} as its archive "
+                                "manifest or file:checksum says: the file is damaged or was "
+                                "replaced; restore it from its source", href=shown)
+    with _lock:
+        _admitted.add(key)
+
+
+def check_size(width: int, height: int, /, *, uri: str, guard: ReadGuard) -> None:
+    """``check_raster_size`` once per process and source."""
+    shown = redact(uri)
+    if shown in _sized:
+        return
+    check_raster_size(width, height, href=shown, policy=guard.policy)
+    with _lock:
+        _sized.add(shown)
+
+
+def size_checked(uri: str, /) -> bool:
+    """Whether ``check_size`` has passed ``uri`` in this process."""
+    return redact(uri) in _sized
+
+
+def classify(exc: BaseException, /) -> FailureClass:
+    """The failure class of an exception raised while reading a source."""
+    import urllib.error
+
+    if isinstance(exc, ChecksumError):
+        return "corrupt"
+    if isinstance(exc, HrefRefused):
+        return "corrupt" if getattr(exc, "setting", None) == "content" else "forbidden"
+    if isinstance(exc, ReadError) and getattr(exc, "failure", None) in FAILURE_CLASSES:
+        return exc.failure  # type: ignore[no-any-return]
+    if isinstance(exc, urllib.error.HTTPError):
+        code = exc.code
+        return ("missing" if code in (404, 410) else "forbidden" if code in (401, 403)
+                else "transient" if code == 429 or code >= 500 else "corrupt")
+    if isinstance(exc, FileNotFoundError):
+        return "missing"
+    if isinstance(exc, PermissionError):
+        return "forbidden"
+    if isinstance(exc, (TimeoutError, ConnectionError, urllib.error.URLError)):
+        return "transient"
+    text = " ".join(str(e) for e in _chain(exc))
+    if _MISSING.search(text):
+        return "missing"
+    if _FORBIDDEN.search(text):
+        return "forbidden"
+    if _TRANSIENT.search(text):
+        return "transient"
+    return "corrupt"
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    out: list[BaseException] = []
+    e: BaseException | None = exc
+    while e is not None and len(out) < 8:
+        out.append(e)
+        e = e.__cause__ or e.__context__
+    return out
+
+
+def attempt(read: Callable[[str], T], uri: str, /, *, guard: ReadGuard,
+            sha256: str | None = None) -> tuple[T, int]:
+    """``read(signed uri)`` after ``admit``, retried while it fails transiently; returns its
+    result and the number of attempts. The last failure is raised with ``attempts`` set on
+    it (``exc.eocube_attempts``)."""
+    n = max(1, guard.attempts)
+    for i in range(1, n + 1):
+        try:
+            signed = guard.sign(uri) if guard.sign is not None else uri
+            admit(signed, guard=guard, sha256=sha256, shown=uri)
+            return read(signed), i
+        except Exception as e:
+            if i == n or classify(e) != "transient":
+                e.eocube_attempts = i  # type: ignore[attr-defined]
+                raise
+            time.sleep(guard.backoff * 2 ** (i - 1))
+    raise AssertionError("unreachable")
+
+
+# ---- failure records ----------------------------------------------------------------------
+
+@dataclass
+class _Records:
+    lock: threading.Lock = field(default_factory=threading.Lock)
+    by_load: dict[str, dict[tuple[str, str], dict[str, Any]]] = field(default_factory=dict)
+
+
+_RECORDS = _Records()
+
+
+def record_failure(load_id: str, /, *, item: str, asset: str, href: str | None,
+                   exc: BaseException | None, failure: FailureClass | None = None,
+                   attempts: int | None = None) -> dict[str, Any]:
+    """Record a failed read of ``asset`` of ``item`` under ``load_id`` in this process (the
+    href without its query string, the error's class and text, redacted); returns it."""
+    cls = failure or (classify(exc) if exc is not None else "missing")
+    rec = {"item": item, "asset": asset, "href": None if href is None else redact(href),
+           "class": cls,
+           "attempts": attempts if attempts is not None
+           else int(getattr(exc, "eocube_attempts", 1)) if exc is not None else 0,
+           "error": None if exc is None else redact_text(f"{type(exc).__name__}: {exc}")[:500]}
+    with _RECORDS.lock:
+        _RECORDS.by_load.setdefault(load_id, {})[(item, asset)] = rec
+    return rec
+
+
+def _local_records(load_id: str) -> list[dict[str, Any]]:
+    with _RECORDS.lock:
+        return [dict(r) for r in _RECORDS.by_load.get(load_id, {}).values()]
+
+
+def failure_records(load_id: str, /) -> list[dict[str, Any]]:
+    """The failures recorded under ``load_id`` in this process and, when a distributed
+    client is active, in each of its workers (one record per item and asset)."""
+    recs = {(r["item"], r["asset"]): r for r in _local_records(load_id)}
+    try:
+        from distributed import default_client
+
+        client = default_client()
+    except (ImportError, ValueError):
+        client = None
+    if client is not None:
+        for worker_recs in client.run(_local_records, load_id).values():
+            for r in worker_recs:
+                recs.setdefault((r["item"], r["asset"]), r)
+    return list(recs.values())
+
+
+def forget_failures(load_id: str | None = None, /) -> None:
+    """Drop the records of ``load_id`` (``None``: of every load) in this process."""
+    with _RECORDS.lock:
+        if load_id is None:
+            _RECORDS.by_load.clear()
+        else:
+            _RECORDS.by_load.pop(load_id, None)
+
