@@ -54,6 +54,26 @@ class PeakMemory:
         self._thread.join()
 
 
+def markdown(df) -> str:
+    """A pipe table of ``df`` (floats to 3 decimals)."""
+    cols = list(df.columns)
+    rows = ["| " + " | ".join(map(str, cols)) + " |", "|" + "---|" * len(cols)]
+    for _, r in df.iterrows():
+        rows.append("| " + " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v)
+                                       for v in r) + " |")
+    return "\n".join(rows)
+
+
+def print_evaluation(run: Path) -> None:
+    """The evaluation stage's tables (every result beside its baselines), as the README has them."""
+    import pandas as pd
+
+    for name in ("builtup", "change", "population", "stock", "greening", "sdg"):
+        path = run / "evaluation" / f"{name}.parquet"
+        if path.exists():
+            print(f"\n{name}:\n{markdown(pd.read_parquet(path).dropna(axis=1, how='all'))}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--preset", default="tiny", choices=["tiny", "demo"])
@@ -91,6 +111,7 @@ def main() -> None:
             print(f"{s:<12}{e['seconds']:>9.1f}{e['seconds'] / km2:>9.2f}")
         print(f"{'total':<12}{wall:>9.1f}{wall / km2:>9.2f}   (with cluster start and catalog)")
         print(f"peak RSS of the run and its workers: {mem.peak / 2**20:.0f} MiB")
+        print_evaluation(out)
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
 

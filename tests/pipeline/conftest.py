@@ -9,11 +9,12 @@ import pytest
 import yaml
 
 
-def tiny_config(archive: Path, output: Path, **extra) -> Path:
-    """A run configuration of the tiny city (threaded scheduler: fast in tests)."""
+def tiny_config(archive: Path, output: Path, *, where: Path | None = None, **extra) -> Path:
+    """A run configuration of the tiny city (threaded scheduler: fast in tests), written beside
+    the output folder or into ``where``."""
     cfg = {"city": {"preset": "tiny", "seed": 0, "archive": str(archive)},
            "output": str(output), "cluster": {"kind": "threads"}, **extra}
-    path = output.parent / f"{output.name}.yaml"
+    path = (where or output.parent) / f"{output.name}.yaml"
     path.write_text(yaml.safe_dump(cfg))
     return path
 

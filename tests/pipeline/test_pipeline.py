@@ -166,7 +166,11 @@ def test_bad_sources_are_refused_before_anything_is_written(tiny_archive, tmp_pa
     a_file = tmp_path / "a_file"
     a_file.write_text("x")
     with pytest.raises(ConfigError, match="is a file"):
-        run_pipeline(tiny_config(tiny_archive, a_file / "run"), console=False)
+        run_pipeline(tiny_config(tiny_archive, a_file / "run", where=tmp_path), console=False)
+
+
+
+def test_an_unwritable_output_folder_is_refused(tiny_archive, tmp_path):
     ro = tmp_path / "ro"
     ro.mkdir()
     ro.chmod(0o500)
@@ -174,7 +178,7 @@ def test_bad_sources_are_refused_before_anything_is_written(tiny_archive, tmp_pa
         if os.access(ro, os.W_OK):
             pytest.skip("running as a user who can write anywhere (root ignores modes)")
         with pytest.raises(ConfigError, match="not writable"):
-            run_pipeline(tiny_config(tiny_archive, ro / "run"), console=False)
+            run_pipeline(tiny_config(tiny_archive, ro / "run", where=tmp_path), console=False)
     finally:
         ro.chmod(0o700)
 
