@@ -28,7 +28,7 @@ from eocube.cube.guard import (
     record_failure,
     size_checked,
 )
-from eocube.errors import CauseText, ReadError
+from eocube.errors import CauseText, ChecksumError, ReadError
 
 OnError = Literal["raise", "nan"]
 FAILED = np.float32(np.inf)
@@ -44,7 +44,8 @@ def read_error(item: str | None, asset: str | None, uri: str, e: BaseException) 
     failure = classify(e)
     attempts = int(getattr(e, "eocube_attempts", 1))
     tried = f" after {attempts} attempts" if attempts > 1 else ""
-    return ReadError(f"could not read {who} at {shown} ({failure}{tried}): "
+    cls = ChecksumError if isinstance(e, ChecksumError) else ReadError
+    return cls(f"could not read {who} at {shown} ({failure}{tried}): "
                      f"{redact_text(f'{type(e).__name__}: {e}')}. Pass on_error='nan' to load "
                      "the rest with this asset's pixels as NaN", item=item, asset=asset,
                      href=shown, failure=failure)

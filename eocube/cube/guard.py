@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import json
+import logging
 import os
 import re
 import threading
@@ -36,9 +37,10 @@ from eocube.catalog.hrefs import (
 )
 from eocube.errors import ChecksumError, HrefRefused, ReadError
 
-__all__ = ["FAILURE_CLASSES", "FailureClass", "ReadGuard", "Signer", "admit", "archive_root",
-           "attempt", "check_size", "classify", "default_policy", "expected_sha256",
-           "failure_records", "forget_failures", "local_path", "record_failure", "size_checked"]
+__all__ = ["FAILURE_CLASSES", "REDACTED_LOGGERS", "FailureClass", "ReadGuard", "Signer",
+           "admit", "archive_root", "attempt", "check_size", "classify", "default_policy",
+           "expected_sha256", "failure_records", "forget_failures", "local_path",
+           "record_failure", "redact_logs", "size_checked"]
 
 #: ``transient``: the source answered with a retryable failure (HTTP 429/5xx, a timeout, a
 #: dropped connection) after every attempt; ``corrupt``: its bytes are not a readable raster
@@ -75,6 +77,11 @@ class ReadGuard:
         Seconds before the second attempt, doubling after.
     load_id
         The key under which this load's failures are recorded (a token of the plan).
+    http_retries, http_delay
+        Retries and first delay (seconds, doubling) of eocube's own HTTP requests (the
+        first range read that sniffs a file, the download that checksums it) on HTTP
+        429/5xx and dropped connections, as GDAL's ``GDAL_HTTP_MAX_RETRY`` and
+        ``GDAL_HTTP_RETRY_DELAY`` do for its reads.
     """
 
     policy: HrefPolicy = DEFAULT_POLICY
@@ -83,6 +90,8 @@ class ReadGuard:
     attempts: int = 3
     backoff: float = 0.25
     load_id: str = ""
+    http_retries: int = 5
+    http_delay: float = 1.0
 
 
 # ---- the href policy ------------------------------------------------------------------------
@@ -160,7 +169,7 @@ def expected_sha256(href: str, asset: Mapping[str, Any] | None = None, /) -> str
     return files.get(rel)
 
 
-def _sha256(uri: str) -> str:
+def _sha256(uri: str, guard: ReadGuard) -> str:
     h = hashlib.sha256()
     p = local_path(uri)
     if p is not None:
@@ -168,19 +177,27 @@ def _sha256(uri: str) -> str:
             for block in iter(lambda: f.read(1 << 20), b""):
                 h.update(block)
         return h.hexdigest()
-    with _urlopen(uri, None) as r:
-        for block in iter(lambda: r.read(1 << 20), b""):
-            h.update(block)
+    h.update(_fetch(uri, None, guard))
     return h.hexdigest()
 
 
-def _urlopen(uri: str, byte_range: tuple[int, int] | None) -> Any:
+def _fetch(uri: str, byte_range: tuple[int, int] | None, guard: ReadGuard) -> bytes:
+    """The bytes of ``uri`` (or of ``byte_range``), retried like GDAL's HTTP reads."""
+    import http.client
     import urllib.request
 
     req = urllib.request.Request(uri)
     if byte_range is not None:
         req.add_header("Range", f"bytes={byte_range[0]}-{byte_range[1]}")
-    return urllib.request.urlopen(req, timeout=30)
+    for i in range(guard.http_retries + 1):
+        try:
+            with urllib.request.urlopen(req, timeout=30) as r:
+                return bytes(r.read())
+        except (OSError, http.client.HTTPException) as e:
+            if i == guard.http_retries or classify(e) != "transient":
+                raise
+            time.sleep(guard.http_delay * 2 ** i)
+    raise AssertionError("unreachable")
 
 
 # ---- admission of a source, retries, classes --------------------------------------------
@@ -213,15 +230,14 @@ def admit(uri: str, /, *, guard: ReadGuard, sha256: str | None = None,
     if p is not None:
         sniff_raster(p, name=shown)
     elif urlsplit(uri).scheme in ("http", "https"):
-        with _urlopen(uri, (0, 4095)) as r:
-            sniff_raster(r.read(4096), name=shown)
+        sniff_raster(_fetch(uri, (0, 4095), guard)[:4096], name=shown)
     if guard.verify:
         if sha256 is None:
             raise ChecksumError(f"verify=True, but no checksum is known for {shown}: the "
                                 "asset has no file:checksum and the file is in no eocube "
                                 "archive manifest; load without verify=True or add one",
                                 href=shown)
-        got = _sha256(uri)
+        got = _sha256(uri, guard)
         if got != sha256:
             raise ChecksumError(f"{shown} has sha256 {got}, not {sha256} as its archive "
                                 "manifest or file:checksum says: the file is damaged or was "
@@ -284,11 +300,43 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
+class _RedactUrls(logging.Filter):
+    """Strips query strings and credentials from the URLs in a log record (GDAL logs the
+    signed URL of every retried request)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        msg = record.getMessage()
+        red = redact_text(msg)
+        if red != msg:
+            record.msg, record.args = red, ()
+        return True
+
+
+#: the loggers that quote hrefs: GDAL's (through rasterio), odc-loader's, distributed's
+REDACTED_LOGGERS = ("rasterio", "rasterio._env", "rasterio._base", "rasterio._io",
+                    "odc", "odc.loader", "distributed.worker", "eocube")
+_redacting: list[bool] = []
+
+
+def redact_logs() -> None:
+    """Install (once per process) the filter that redacts URLs in the log records of
+    ``REDACTED_LOGGERS``; every read task calls it, so workers redact too."""
+    if _redacting:
+        return
+    with _lock:
+        if not _redacting:
+            f = _RedactUrls()
+            for name in REDACTED_LOGGERS:
+                logging.getLogger(name).addFilter(f)
+            _redacting.append(True)
+
+
 def attempt(read: Callable[[str], T], uri: str, /, *, guard: ReadGuard,
             sha256: str | None = None) -> tuple[T, int]:
     """``read(signed uri)`` after ``admit``, retried while it fails transiently; returns its
     result and the number of attempts. The last failure is raised with ``attempts`` set on
     it (``exc.eocube_attempts``)."""
+    redact_logs()
     n = max(1, guard.attempts)
     for i in range(1, n + 1):
         try:

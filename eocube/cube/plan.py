@@ -24,6 +24,7 @@ from eocube.catalog.profiles import BandSpec, SensorProfile, get_profile, profil
 from eocube.catalog.tilegrid import CRS as TILE_CRS
 from eocube.catalog.tilegrid import TILE_PIX, parse_tile, tile_transform
 from eocube.cube._read import OnError, missing_asset_error
+from eocube.cube.gdal import gdal_settings
 from eocube.cube.guard import ReadGuard, Signer, default_policy, expected_sha256, record_failure
 from eocube.errors import ConfigError, EmptySearchError, GridError, HrefRefused, ReadError
 
@@ -430,7 +431,10 @@ def _guard(parsed: Sequence[ParsedItem], items: Sequence[Any], policy: HrefPolic
                                 item_dirs=dirs)
     load_id = tokenize([(it.id, b, s.href) for it in parsed for b, s in it.sources.items()],
                        on_error, verify, policy)
-    return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id)
+    gdal = gdal_settings()
+    return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id,
+                     http_retries=int(gdal["GDAL_HTTP_MAX_RETRY"]),
+                     http_delay=float(gdal["GDAL_HTTP_RETRY_DELAY"]))
 
 
 def _checked(it: ParsedItem, guard: ReadGuard, on_error: OnError) -> ParsedItem:
