@@ -57,14 +57,23 @@ def tree_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+def _eocube_archive(path: Path) -> bool:
+    """Whether ``path`` is a synthetic-city archive eocube built (its manifest says so)."""
+    try:
+        return json.loads((path / "manifest.json").read_text()).get("generator") == "eocube.synth"
+    except (OSError, ValueError):
+        return False
+
+
 def check_writable(root: Path) -> None:
     """Refuse, before anything is written, an output folder eocube cannot or must not use."""
     if root.exists():
         if not root.is_dir():
             raise ConfigError(f"output: {str(root)!r} exists and is not a folder")
-        if any(root.iterdir()) and not (root / MARKER).exists():
+        if not (root / MARKER).exists() and not all(_eocube_archive(p) for p in root.iterdir()):
             raise ConfigError(
-                f"output: {str(root)!r} holds files that eocube did not create (no {MARKER}); "
+                f"output: {str(root)!r} holds files that eocube did not create (no {MARKER}, "
+                "and not only eocube archives); "
                 "choose a new or empty folder (nothing there was touched)")
         if not os.access(root, os.W_OK):
             raise ConfigError(f"output: {str(root)!r} is not writable")

@@ -108,6 +108,19 @@ def test_a_folder_with_foreign_files_is_refused_untouched(tmp_path):
     assert not (out / MARKER).exists()
 
 
+def test_a_folder_holding_only_an_eocube_archive_is_accepted(tmp_path):
+    # `eocube synth runs/x/archive`, then `eocube run` with output runs/x
+    out = tmp_path / "run"
+    (out / "archive").mkdir(parents=True)
+    (out / "archive" / "manifest.json").write_text('{"generator": "eocube.synth"}')
+    RunFolder(out).create()
+    assert (out / MARKER).exists()
+    (out / "notes.txt").write_text("mine")
+    (out / MARKER).unlink()
+    with pytest.raises(ConfigError, match="did not create"):
+        RunFolder(out).create()
+
+
 def _hold_lock(path, ready, release):
     folder = RunFolder(path)
     with folder.lock():
