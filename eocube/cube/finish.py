@@ -81,9 +81,12 @@ def _markers_to_nan(r: xr.DataArray) -> xr.DataArray:
     return r.copy(data=da.map_blocks(_nan_markers, r.data, dtype="float32"))
 
 
-def read_failures(cube: xr.Dataset, /) -> list[dict[str, Any]]:
+def read_failures(cube: xr.Dataset, /, *, compute: bool = True) -> list[dict[str, Any]]:
     """The read failures recorded by ``load(..., on_error="nan")``: for each failed
-    (time, band), one dict per failing item and asset. Computes ``read_failed``.
+    (time, band), one dict per failing item and asset. Computes ``read_failed``; with
+    ``compute=False`` it lists, without reading anything, the records that the reads run
+    so far have made (after the cube, or something made from it, was computed or written:
+    a pipeline stage asks after its writes, and reads nothing twice).
 
     Each record holds ``time``, ``band``, ``items`` (the ids of the step's items), ``item``
     and ``asset`` (the one that failed), ``href`` (without its query string; ``None`` for
@@ -106,11 +109,17 @@ def read_failures(cube: xr.Dataset, /) -> list[dict[str, Any]]:
         raise ConfigError(f"the cube has no {FAILURES!r} variable; load it with "
                           "on_error='nan' to record read failures")
     f = cube[FAILURES]
-    vals = np.asarray(f.values)
-    ids = f.attrs.get("items", [""] * vals.shape[0])
-    assets = f.attrs.get("assets", [None] * vals.shape[1])
+    ids = f.attrs.get("items", [""] * f.shape[0])
+    assets = f.attrs.get("assets", [None] * f.shape[1])
     load_id = f.attrs.get("eocube:load")
-    recs = failure_records(load_id) if load_id and vals.any() else []
+    if not compute:
+        recs = failure_records(load_id) if load_id else []
+        vals = np.array([[any(r["item"] in ids[t].split(",") and r["asset"] == a
+                              for r in recs) for a in assets] for t in range(f.shape[0])],
+                        dtype=bool).reshape(f.shape)
+    else:
+        vals = np.asarray(f.values)
+        recs = failure_records(load_id) if load_id and vals.any() else []
     out = []
     for t, b in zip(*np.nonzero(vals), strict=True):
         step = ids[t].split(",")

@@ -67,16 +67,19 @@ def read_items(ctx: StageContext, sensor: str) -> list[dict[str, Any]]:
 # ---- cubes --------------------------------------------------------------------------------
 
 def yearly_median(items: list[dict[str, Any]], /, *, bands: list[str], geobox: Any,
-                  chunks: dict[str, int], mask: Callable[[xr.Dataset], xr.Dataset]
-                  ) -> xr.Dataset:
+                  chunks: dict[str, int], mask: Callable[[xr.Dataset], xr.Dataset],
+                  loaded: list[xr.Dataset] | None = None) -> xr.Dataset:
     """The masked median of each calendar year of ``items`` on ``geobox``.
 
     Each year is loaded with its dates in one chunk, so a task reads a spatial chunk's whole
     year and reduces it where it was read: on a cluster no per-date chunk travels between
     workers (a median over per-date chunks made the two-worker LocalCluster 2× slower than
     threads). The values are those of ``composite(mask(load(items)), period="year")``.
+    With ``loaded`` (a list), the years are loaded with ``on_error="nan"`` (a failed read
+    leaves its pixels out of the median) and each year's cube is appended to it, for
+    ``read_failures(cube, compute=False)`` once the median is written.
     """
-    from eocube.cube import load
+    from eocube.cube import FAILURES, load
     from eocube.cube.composite import composite
 
     years: dict[int, list[dict[str, Any]]] = {}
@@ -87,7 +90,11 @@ def yearly_median(items: list[dict[str, Any]], /, *, bands: list[str], geobox: A
         years.setdefault((t + pd.Timedelta(hours=lon / 15.0)).year, []).append(it)
     out = []
     for _, group in sorted(years.items()):
-        cube = load(group, bands=bands, geobox=geobox, chunks={**chunks, "time": -1})
+        cube = load(group, bands=bands, geobox=geobox, chunks={**chunks, "time": -1},
+                    on_error="raise" if loaded is None else "nan")
+        if loaded is not None:
+            loaded.append(cube)
+            cube = cube.drop_vars(FAILURES)
         out.append(composite(mask(cube), period="year", stat="median"))
     return xr.concat(out, dim="time")
 
@@ -95,7 +102,7 @@ def yearly_median(items: list[dict[str, Any]], /, *, bands: list[str], geobox: A
 def cubes_stage(ctx: StageContext) -> None:
     """Yearly composites on one GeoBox: S2 (cloud-masked median) and S1 (median) at the
     configured resolution; NTL yearly and monthly on its own grid; mobile signal; VHR."""
-    from eocube.cube import load
+    from eocube.cube import load, read_failures
     from eocube.cube.masks import mask_clouds, mask_s1
 
     cfg = ctx.config
@@ -104,16 +111,22 @@ def cubes_stage(ctx: StageContext) -> None:
         raise ConfigError("sensors: the cubes stage needs 's2' (it defines the grid)")
     s2_items = read_items(ctx, "s2")
     gb = load(s2_items, bands=["SCL"], resolution=cfg.resolution, chunks=ch).odc.geobox
+    loaded: list[xr.Dataset] = []  # read failures leave pixels out and are recorded
     parts = [yearly_median(s2_items, bands=list(SENSORS["s2"][1]), geobox=gb, chunks=ch,
-                           mask=mask_clouds)]
+                           mask=mask_clouds, loaded=loaded)]
     if "s1" in cfg.sensors:
         parts.append(yearly_median(read_items(ctx, "s1"), bands=list(S1_BANDS), geobox=gb,
-                                   chunks=ch, mask=mask_s1))
+                                   chunks=ch, mask=mask_s1, loaded=loaded))
     comp = xr.merge(parts, join="inner", compat="override").astype("float32")
     comp.attrs = {"composite": "yearly median", "sensors": ",".join(
         s for s in ("s2", "s1") if s in cfg.sensors)}
     report = write_zarr(ctx, comp.chunk({"time": 1}), "composites.zarr")
     ctx.properties["eocube:composite_chunks"] = report.chunks_total
+    for cube in loaded:
+        for f in read_failures(cube, compute=False):
+            ctx.failures.append({**f, "kind": "read", "time": f["time"].isoformat()})
+            ctx.log.warning("read failure (%s): item %s asset %s at %s", f["class"],
+                            f["item"], f["asset"], f["href"])
     if "ntl" in cfg.sensors:
         ntl = load(read_items(ctx, "ntl"), bands=["radiance"], chunks={})
         write_zarr(ctx, ntl[["radiance"]].astype("float32").chunk({"time": -1}), "ntl_monthly.zarr")
