@@ -65,8 +65,24 @@ class CityConfig(_Strict):
 
 
 class Dates(_Strict):
+    """First and last day (YAML dates or ``"YYYY-MM-DD"`` strings)."""
+
     start: str | None = None
     end: str | None = None
+
+    @field_validator("start", "end", mode="before")
+    @classmethod
+    def _iso(cls, v: Any) -> Any:
+        import datetime as dt
+
+        if isinstance(v, dt.date):  # YAML reads 2022-01-01 as a date
+            return v.isoformat()
+        if isinstance(v, str):
+            try:
+                dt.date.fromisoformat(v[:10])
+            except ValueError:
+                raise ValueError(f"{v!r} is not a date; write YYYY-MM-DD") from None
+        return v
 
 
 class ModelsConfig(_Strict):

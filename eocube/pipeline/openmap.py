@@ -87,16 +87,29 @@ def config_layer(cfg: RunConfig, key: str, /, *, crs: object = None) -> gpd.GeoD
 
 
 def osm_poi_types(pois: gpd.GeoDataFrame, /) -> gpd.GeoDataFrame:
-    """POIs with an eocube ``type`` from their OSM tags (first matching key wins); POIs whose
-    tags map to no type are dropped."""
-    types = pd.Series(pd.NA, index=pois.index, dtype="object")
-    for (key, value), t in OSM_POI_TYPE.items():
-        if key not in pois.columns or value == "*":
+    """POIs with an eocube ``type`` from their OSM tags (an exact key=value first, then a key's
+    catch-all); POIs whose tags map to no type are dropped.
+
+    Examples
+    --------
+    >>> import geopandas as gpd, pandas as pd, shapely
+    >>> p = gpd.GeoDataFrame({"shop": pd.array([None, "mall", "bakery"], dtype="string"),
+    ...                       "amenity": pd.array(["school", None, None], dtype="string")},
+    ...                      geometry=[shapely.Point(0, 0)] * 3, crs=32650)
+    >>> osm_poi_types(p)["type"].tolist()
+    ['school', 'shopping_mall', 'shop']
+    """
+    types = pd.Series(None, index=pois.index, dtype="object")
+    # exact values first, then the key's catch-all; nullable columns compare to <NA>, so a
+    # match is only where the comparison is True
+    ordered = sorted(OSM_POI_TYPE.items(), key=lambda kv: kv[0][1] == "*")
+    for (key, value), t in ordered:
+        if key not in pois.columns:
             continue
-        types = types.where(types.notna() | (pois[key] != value), t)
-    for (key, value), t in OSM_POI_TYPE.items():
-        if value == "*" and key in pois.columns:
-            types = types.where(types.notna() | pois[key].isna(), t)
+        col = pois[key]
+        hit = col.notna() if value == "*" else col.eq(value)
+        hit = hit.fillna(False).astype(bool) & types.isna()
+        types[hit.to_numpy()] = t
     out = pois.assign(type=types)
     return out[out["type"].notna()].reset_index(drop=True)
 

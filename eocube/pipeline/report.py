@@ -27,20 +27,26 @@ figure img{width:360px;height:auto;border:1px solid #ddd} figcaption{font-size:.
 """
 
 
-def _png(fig: Any) -> str:
-    import matplotlib.pyplot as plt
+def _figure() -> tuple[Any, Any]:
+    """A figure and its axes drawn off-screen (no pyplot: the caller's backend is left as it
+    is, so a notebook that ran the pipeline still shows its own plots)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
+    fig = Figure(figsize=(4.2, 4.0))
+    FigureCanvasAgg(fig)
+    return fig, fig.add_subplot()
+
+
+def _png(fig: Any) -> str:
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
-    plt.close(fig)
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode()
 
 
 def _raster_figure(a: np.ndarray, title: str, *, cmap: str = "viridis", vmin: float | None = None,
                    vmax: float | None = None, label: str = "") -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig, ax = _figure()
     im = ax.imshow(a, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
     ax.set_title(title, fontsize=10)
     ax.set_axis_off()
@@ -50,9 +56,7 @@ def _raster_figure(a: np.ndarray, title: str, *, cmap: str = "viridis", vmin: fl
 
 def _vector_figure(g: Any, column: str, title: str, *, cmap: str = "viridis",
                    categorical: bool = False) -> str:
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(4.2, 4.0))
+    fig, ax = _figure()
     if len(g):
         g.plot(column=column, ax=ax, cmap=cmap, categorical=categorical, legend=True,
                linewidth=0, missing_kwds={"color": "#dddddd"},
@@ -69,9 +73,6 @@ def _table(df: pd.DataFrame) -> str:
 
 def figures(ctx: StageContext) -> list[tuple[str, str]]:
     """(caption, data URI) of the run's maps."""
-    import matplotlib
-
-    matplotlib.use("Agg")
     from eocube.pipeline.stages import open_zarr, read_table
 
     out = []

@@ -346,13 +346,10 @@ def features_stage(ctx: StageContext) -> None:
     comm = read_table(ctx, "zones", "communities.parquet")
     res = prob.odc.geobox.resolution
     st = zonal_stats(built, comm, stats=["sum"], id_col="community_id")["sum"].compute()
-    area = (st * abs(res.x * res.y)).to_pandas()
-    area.columns = [str(pd.Timestamp(t).year) for t in area.columns] if area.ndim == 2 \
-        else area.columns
-    tab = area.T if "time" in st.dims and st.dims[0] == "time" else area
-    tab.index.name = "community_id"
-    tab.columns = [f"builtup_m2_{pd.Timestamp(c).year}" if not str(c).isdigit()
-                   else f"builtup_m2_{c}" for c in tab.columns]
+    area = (st * abs(res.x * res.y)).transpose("zone", "time").to_pandas()  # zone × time
+    tab = pd.DataFrame(area.to_numpy(), index=pd.Index(st["zone"].to_numpy(),
+                                                       name="community_id"),
+                       columns=[f"builtup_m2_{pd.Timestamp(t).year}" for t in st["time"].values])
     to_geoparquet(tab, ctx.output("community_builtup.parquet", title="built-up per community"))
 
 

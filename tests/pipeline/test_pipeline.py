@@ -194,3 +194,26 @@ def test_a_run_never_replaces_another_city_without_overwrite(tiny_archive, tmp_p
         run_pipeline(cfg, console=False)
     assert (archive / "my_notes.txt").read_text() == "mine"
     assert json.loads((archive / "manifest.json").read_text())["seed"] == 0
+
+
+def test_the_features_and_typed_pois_follow_the_inputs(tiny_run):
+    comm = pd.read_parquet(tiny_run / "zones" / "communities.parquet")
+    built = pd.read_parquet(tiny_run / "features" / "community_builtup.parquet")
+    assert sorted(built.index) == sorted(comm["community_id"])
+    assert list(built.columns) == ["builtup_m2_2020", "builtup_m2_2021"]
+    pois = pd.read_parquet(tiny_run / "zones" / "pois.parquet")
+    assert pois["type"].nunique() > 5  # OSM tags mapped to many POI types, not one
+    b = pd.read_parquet(tiny_run / "estimates" / "population_buildings.parquet")
+    assert b["function"].nunique() > 1
+
+
+def test_yaml_dates_are_taken_as_dates(tmp_path):
+    from eocube.pipeline import load_config
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("dates: {start: 2020-03-01, end: '2021-06-30'}\n")
+    c = load_config(cfg)
+    assert (c.dates.start, c.dates.end) == ("2020-03-01", "2021-06-30")
+    cfg.write_text("dates: {start: March}\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml:1: dates\.start: 'March' is not a date"):
+        load_config(cfg)
