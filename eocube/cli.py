@@ -55,9 +55,10 @@ def serve(path: Annotated[Path, typer.Argument(help="archive folder")],
 
 @app.command()
 def validate(path: Annotated[Path, typer.Argument(help="archive or run folder")]) -> None:
-    """Validate every STAC Catalog, Collection and Item of an archive or a run folder."""
+    """Validate every STAC Catalog, Collection and Item of an archive or a run folder, and
+    every file of an archive against the sha256 in its manifest.json and file:checksum."""
     from eocube.catalog import open_archive
-    from eocube.catalog.validate import stac_problems
+    from eocube.catalog.validate import archive_problems, stac_problems
 
     arch = open_archive(path)
     if arch.manifest.get("eocube") == "run":  # a run folder: its catalog, not its outputs
@@ -68,9 +69,13 @@ def validate(path: Annotated[Path, typer.Argument(help="archive or run folder")]
     problems = []
     for p in files:
         problems += stac_problems(json.loads(p.read_text()))
+    n_files = 0
+    if arch.manifest.get("eocube") != "run":
+        problems += archive_problems(arch.root)
+        n_files = len(arch.manifest.get("files") or {})
     for pr in problems:
         typer.echo(pr, err=True)
-    typer.echo(f"{len(files)} STAC objects, {len(problems)} problems")
+    typer.echo(f"{len(files)} STAC objects, {n_files} files checked, {len(problems)} problems")
     raise typer.Exit(1 if problems else 0)
 
 

@@ -10,9 +10,13 @@ to an extension the object declares.
 from __future__ import annotations
 
 import functools
+import hashlib
+import json
 import math
+import os
 import re
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from eocube.errors import EocubeError
@@ -174,6 +178,73 @@ def stac_problems(obj: dict[str, Any], /) -> list[str]:
             kw = {"item": where == "properties" and kind == "item"} if ext in ("sar", "sat") \
                 else {}
             problems += list(check(f, f"{name} {where}", **kw))
+    return problems
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def archive_problems(root: str | os.PathLike[str], /) -> list[str]:
+    """The files of an eocube archive that differ from its ``manifest.json`` (missing, of
+    another size, another sha256) and the local assets whose ``file:checksum`` (a sha2-256
+    multihash, ``1220…``) their file does not match: one line per problem, naming the file
+    and what to do. Reads every file once.
+
+    Examples
+    --------
+    >>> archive_problems(tiny_archive)  # doctest: +SKIP
+    []
+    """
+    root = Path(root)
+    mpath = root / "manifest.json"
+    try:
+        manifest = json.loads(mpath.read_text())
+    except (OSError, ValueError) as e:
+        return [f"{mpath}: cannot be read as JSON ({e}); rebuild the archive"]
+    problems = []
+    sums: dict[str, str] = {}
+    files = manifest.get("files") or {}
+    for rel, entry in sorted(files.items()):
+        path = root / rel
+        if not os.path.realpath(path).startswith(os.path.realpath(root) + os.sep):
+            problems.append(f"{mpath}: file entry {rel!r} points outside the archive")
+            continue
+        if not path.is_file():
+            problems.append(f"{rel}: listed in manifest.json but missing; restore it or "
+                            "rebuild the archive")
+            continue
+        if "bytes" in entry and path.stat().st_size != entry["bytes"]:
+            problems.append(f"{rel}: {path.stat().st_size} bytes, manifest.json says "
+                            f"{entry['bytes']} (truncated or replaced); restore it")
+            continue
+        sums[rel] = got = _sha256(path)
+        if "sha256" in entry and got != entry["sha256"]:
+            problems.append(f"{rel}: sha256 {got} differs from manifest.json's "
+                            f"{entry['sha256']} (the file is damaged); restore it")
+    for item_path in sorted(root.glob("*/*/*.json")):
+        try:
+            item = json.loads(item_path.read_text())
+        except (OSError, ValueError):
+            continue  # stac_problems reports it
+        for key, a in (item.get("assets") or {}).items() if isinstance(item, dict) else ():
+            mh, href = a.get("file:checksum"), a.get("href", "")
+            if not (isinstance(mh, str) and mh.startswith("1220")) or "://" in href:
+                continue
+            path = (item_path.parent / href).resolve()
+            rel = os.path.relpath(path, root.resolve()).replace(os.sep, "/")
+            if not path.is_file():
+                problems.append(f"{item_path.relative_to(root)} asset {key!r}: {href} is "
+                                "missing")
+                continue
+            got = sums.get(rel) or _sha256(path)
+            if got != mh[4:].lower():
+                problems.append(f"{item_path.relative_to(root)} asset {key!r}: {href} does "
+                                "not match its file:checksum (the file is damaged); restore it")
     return problems
 
 

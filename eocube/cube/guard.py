@@ -202,7 +202,7 @@ def _fetch(uri: str, byte_range: tuple[int, int] | None, guard: ReadGuard) -> by
 
 # ---- admission of a source, retries, classes --------------------------------------------
 
-_admitted: set[tuple[str, str | None, bool]] = set()
+_admitted: set[tuple[str, str | None, bool, tuple[int, int] | None]] = set()
 _sized: set[str] = set()
 _lock = threading.Lock()
 
@@ -223,10 +223,12 @@ def admit(uri: str, /, *, guard: ReadGuard, sha256: str | None = None,
         From the first read (missing file, HTTP status), for ``classify``.
     """
     shown = redact(shown or uri)
-    key = (shown, sha256, guard.verify)
+    p = local_path(uri)
+    # a local file is admitted again once it changes (its size and mtime are in the key)
+    st = os.stat(p) if p is not None else None
+    key = (shown, sha256, guard.verify, st and (st.st_size, st.st_mtime_ns))
     if key in _admitted:
         return
-    p = local_path(uri)
     if p is not None:
         sniff_raster(p, name=shown)
     elif urlsplit(uri).scheme in ("http", "https"):

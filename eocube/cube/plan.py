@@ -25,7 +25,14 @@ from eocube.catalog.tilegrid import CRS as TILE_CRS
 from eocube.catalog.tilegrid import TILE_PIX, parse_tile, tile_transform
 from eocube.cube._read import OnError, missing_asset_error
 from eocube.cube.gdal import gdal_settings
-from eocube.cube.guard import ReadGuard, Signer, default_policy, expected_sha256, record_failure
+from eocube.cube.guard import (
+    ReadGuard,
+    Signer,
+    default_policy,
+    expected_sha256,
+    forget_failures,
+    record_failure,
+)
 from eocube.errors import ConfigError, EmptySearchError, GridError, HrefRefused, ReadError
 
 #: ``"odc"``: odc-stac (with eocube's fast path for tiles on the output grid); ``"stackstac"``;
@@ -431,6 +438,7 @@ def _guard(parsed: Sequence[ParsedItem], items: Sequence[Any], policy: HrefPolic
                                 item_dirs=dirs)
     load_id = tokenize([(it.id, b, s.href) for it in parsed for b, s in it.sources.items()],
                        on_error, verify, policy)
+    forget_failures(load_id)  # a new cube: the records of an earlier one of the same reads go
     gdal = gdal_settings()
     return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id,
                      http_retries=int(gdal["GDAL_HTTP_MAX_RETRY"]),
