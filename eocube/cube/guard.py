@@ -77,11 +77,12 @@ class ReadGuard:
         Seconds before the second attempt, doubling after.
     load_id
         The key under which this load's failures are recorded (a token of the plan).
-    http_retries, http_delay
-        Retries and first delay (seconds, doubling) of eocube's own HTTP requests (the
-        first range read that sniffs a file, the download that checksums it) on HTTP
-        429/5xx and dropped connections, as GDAL's ``GDAL_HTTP_MAX_RETRY`` and
-        ``GDAL_HTTP_RETRY_DELAY`` do for its reads.
+    http_retries, http_delay, http_timeout
+        Retries, first delay (seconds, doubling) and per-request timeout of eocube's own
+        HTTP requests (the first range read that sniffs a file, the download that checksums
+        it) on HTTP 429/5xx, timeouts and dropped connections, as GDAL's
+        ``GDAL_HTTP_MAX_RETRY``, ``GDAL_HTTP_RETRY_DELAY`` and ``GDAL_HTTP_TIMEOUT`` do for
+        its reads (the load takes them from the GDAL settings).
     """
 
     policy: HrefPolicy = DEFAULT_POLICY
@@ -92,6 +93,7 @@ class ReadGuard:
     load_id: str = ""
     http_retries: int = 5
     http_delay: float = 1.0
+    http_timeout: float = 60.0
 
 
 # ---- the href policy ------------------------------------------------------------------------
@@ -191,7 +193,7 @@ def _fetch(uri: str, byte_range: tuple[int, int] | None, guard: ReadGuard) -> by
         req.add_header("Range", f"bytes={byte_range[0]}-{byte_range[1]}")
     for i in range(guard.http_retries + 1):
         try:
-            with urllib.request.urlopen(req, timeout=30) as r:
+            with urllib.request.urlopen(req, timeout=guard.http_timeout) as r:
                 return bytes(r.read())
         except (OSError, http.client.HTTPException) as e:
             if i == guard.http_retries or classify(e) != "transient":

@@ -442,7 +442,8 @@ def _guard(parsed: Sequence[ParsedItem], items: Sequence[Any], policy: HrefPolic
     gdal = gdal_settings()
     return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id,
                      http_retries=int(gdal["GDAL_HTTP_MAX_RETRY"]),
-                     http_delay=float(gdal["GDAL_HTTP_RETRY_DELAY"]))
+                     http_delay=float(gdal["GDAL_HTTP_RETRY_DELAY"]),
+                     http_timeout=float(gdal["GDAL_HTTP_TIMEOUT"]))
 
 
 def _checked(it: ParsedItem, guard: ReadGuard, on_error: OnError) -> ParsedItem:

@@ -38,6 +38,8 @@ def test_transient_503_and_429_leave_every_chunk_as_a_fault_free_run(staged):
                     href_policy=LOOPBACK)
         got = chunk_digests(cube)
         injected = sum(f.applied for f in faults)
+    print(f"\n{injected} transient faults injected into "
+          f"{srv.count(r'[.]tif')} requests; chunks equal: {got == want}")
     assert injected >= 10, injected
     assert got == want
     assert len(want) == 2 * 16  # two bands of 4 × 4 chunks
@@ -119,3 +121,30 @@ def test_damaged_cogs_are_recorded_corrupt_and_other_tiles_are_identical(staged,
     rest[q] = False
     np.testing.assert_array_equal(cube.B04.values[0][rest], clean.B04.values[0][rest])
     np.testing.assert_array_equal(cube.B08.values, clean.B08.values)
+
+
+def test_a_stalled_server_fails_the_read_in_bounded_time_as_transient(staged):
+    """A server that accepts and never answers (or stops mid-body) costs its tile, within
+    the timeouts, after three attempts; the other tiles are read."""
+    import time
+
+    from eocube.cube import configure_gdal
+
+    stalled, cut = staged.source[0], staged.source[1]
+    configure_gdal(GDAL_HTTP_TIMEOUT=1, GDAL_HTTP_MAX_RETRY=0)
+    try:
+        faults = [Fault(f"/{stalled['id']}/B04\\.tif", hang=float("inf")),
+                  Fault(f"/{cut['id']}/B04\\.tif", truncate=0.3, stall=float("inf"))]
+        with FaultServer(root=staged.root, faults=faults) as srv:
+            t0 = time.monotonic()
+            cube = load(staged.items(srv.url), bands=["B04"], chunks=CHUNKS,
+                        href_policy=LOOPBACK, on_error="nan").compute()
+            took = time.monotonic() - t0
+            recs = read_failures(cube)
+    finally:
+        configure_gdal(GDAL_HTTP_TIMEOUT=60, GDAL_HTTP_MAX_RETRY=5)
+    assert took < 30, took
+    assert sorted((r["item"], r["class"], r["attempts"]) for r in recs) == sorted(
+        [(stalled["id"], "transient", 3), (cut["id"], "transient", 3)])
+    for it in staged.source[2:]:
+        assert np.isfinite(cube.B04.values[0][_quadrant(cube, it)]).any()
