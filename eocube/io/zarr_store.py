@@ -73,12 +73,17 @@ def _write_block(block: np.ndarray, *, store: str, var: str, block_info: Any = N
     import zarr
 
     info = block_info[0]
+    where = tuple(info["chunk-location"])
+    markers = zarr.open_array(store, path=f"{PROGRESS}/{var}", mode="r+")
+    if bool(markers[where]):
+        # committed already: a task rerun after its worker died once its write had landed
+        count("zarr_chunks_already_committed")
+        return np.ones((1,) * block.ndim, dtype=bool)
     region = tuple(slice(a, b) for a, b in info["array-location"])
     zarr.open_array(store, path=var, mode="r+")[region] = block
     # the marker is set only after the chunk is written: a marker means a complete chunk. Each
     # marker is a Zarr chunk of its own, so workers never write the same object
-    zarr.open_array(store, path=f"{PROGRESS}/{var}", mode="r+")[
-        tuple(info["chunk-location"])] = True
+    markers[where] = True
     count("zarr_chunks")
     return np.ones((1,) * block.ndim, dtype=bool)
 

@@ -152,7 +152,12 @@ class StageContext:
         return d
 
     def output(self, name: str, /, *, title: str | None = None) -> Path:
-        """The path of this stage's output ``name`` (registered for its checksum and Item)."""
+        """The path of this stage's output ``name`` (registered for its checksum and Item); a
+        name is confined to the stage's folder."""
+        path = (self.dir / name).resolve()
+        if Path(name).is_absolute() or not path.is_relative_to(self.dir.resolve()):
+            raise ConfigError(f"output name {name!r} of stage {self.name!r} leaves the stage's "
+                              "folder; give a plain file name")
         self.outputs[f"{self.name}/{name}"] = title or name
         return self.dir / name
 

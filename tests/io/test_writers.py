@@ -67,3 +67,24 @@ def test_a_directory_that_is_not_a_zarr_store_is_refused_and_untouched(tmp_path)
             to_zarr(_result(), d, mode=mode)
     assert (d / "notes.txt").read_text() == "keep me"
     assert sorted(p.name for p in d.iterdir()) == ["notes.txt"]
+
+
+def test_a_committed_chunk_is_never_written_again():
+    # a task rerun after its worker died once its write had landed: the marker wins
+    from eocube.io import zarr_store
+
+    url = f"memory://eocube-test-{uuid.uuid4().hex}/urban.zarr"
+    res = _result()
+    FAIL.clear()
+    FAIL.add((1, 2, 1))
+    with dask.config.set(scheduler="sync"), pytest.raises(RuntimeError, match="injected"):
+        to_zarr(res, url)
+    FAIL.clear()
+    markers = zarr.open_array(url, path="_eocube_progress/builtup", mode="r")[...]
+    where = tuple(int(i) for i in np.argwhere(markers)[0])
+    loc = [(w * 32, w * 32 + 32) for w in where]
+    before = zarr.open_array(url, path="builtup", mode="r")[...]
+    zarr_store._write_block(np.full((32, 32, 32)[: len(where)], -1.0, "float32"), store=url,
+                            var="builtup", block_info={0: {"array-location": loc,
+                                                           "chunk-location": where}})
+    np.testing.assert_array_equal(zarr.open_array(url, path="builtup", mode="r")[...], before)

@@ -166,3 +166,16 @@ def test_a_stage_whose_upstream_is_missing_is_refused(tmp_path):
     cfg = load_config(None, output=tmp_path / "run", stages=["estimates"])
     with pytest.raises(ConfigError, match="'estimates' reads the outputs of 'buildings'"):
         _run(cfg, Fake())
+
+
+def test_output_names_are_confined_to_the_stage_folder(tmp_path):
+    from eocube.pipeline.runner import StageContext
+
+    cfg = load_config(None, output=tmp_path / "run")
+    folder = RunFolder(cfg.output)
+    folder.create()
+    ctx = StageContext(cfg, folder, "zones", logging.getLogger("test"))
+    assert ctx.output("taz.parquet") == tmp_path / "run" / "zones" / "taz.parquet"
+    for bad in ("../manifest.json", "/etc/passwd", "a/../../x"):
+        with pytest.raises(ConfigError, match="leaves the stage's folder"):
+            ctx.output(bad)
