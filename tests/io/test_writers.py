@@ -82,9 +82,10 @@ def test_a_committed_chunk_is_never_written_again():
     FAIL.clear()
     markers = zarr.open_array(url, path="_eocube_progress/builtup", mode="r")[...]
     where = tuple(int(i) for i in np.argwhere(markers)[0])
-    loc = [(w * 32, w * 32 + 32) for w in where]
-    before = zarr.open_array(url, path="builtup", mode="r")[...]
-    zarr_store._write_block(np.full((32, 32, 32)[: len(where)], -1.0, "float32"), store=url,
+    arr = zarr.open_array(url, path="builtup", mode="r")
+    loc = [(w * c, w * c + c) for w, c in zip(where, arr.chunks, strict=True)]
+    before = arr[...]
+    zarr_store._write_block(np.full(arr.chunks, -1.0, "float32"), store=url,
                             var="builtup", block_info={0: {"array-location": loc,
                                                            "chunk-location": where}})
     np.testing.assert_array_equal(zarr.open_array(url, path="builtup", mode="r")[...], before)
