@@ -128,15 +128,21 @@ def _hold_lock(path, ready, release):
         release.wait(30)
 
 
-def test_two_runs_cannot_write_into_one_folder(tmp_path):
+def _locked_by_a_child(tmp_path):
+    """A run folder, and a child process holding its lock (with the event that releases it)."""
     folder = RunFolder(tmp_path / "run")
     folder.create()
     ctx = multiprocessing.get_context("fork")
     ready, release = ctx.Event(), ctx.Event()
     p = ctx.Process(target=_hold_lock, args=(folder.root, ready, release))
     p.start()
+    assert ready.wait(20)
+    return folder, p, release
+
+
+def test_two_runs_cannot_write_into_one_folder(tmp_path):
+    folder, p, release = _locked_by_a_child(tmp_path)
     try:
-        assert ready.wait(20)
         with pytest.raises(RunLocked, match=f"pid {p.pid}"), folder.lock():
             pass
     finally:
@@ -147,13 +153,7 @@ def test_two_runs_cannot_write_into_one_folder(tmp_path):
 
 
 def test_a_killed_holder_releases_the_lock(tmp_path):
-    folder = RunFolder(tmp_path / "run")
-    folder.create()
-    ctx = multiprocessing.get_context("fork")
-    ready, release = ctx.Event(), ctx.Event()
-    p = ctx.Process(target=_hold_lock, args=(folder.root, ready, release))
-    p.start()
-    assert ready.wait(20)
+    folder, p, _ = _locked_by_a_child(tmp_path)
     os.kill(p.pid, signal.SIGKILL)
     p.join(20)
     t0 = time.monotonic()
