@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from eocube.errors import ArchiveError, ConfigError, SearchError
+from eocube.errors import ArchiveError, ConfigError
 from eocube.pipeline.config import CATALOGS, RunConfig
 
 __all__ = ["archive_for_run", "catalog_session", "check_sources"]
@@ -147,7 +147,4 @@ def catalog_session(cfg: RunConfig, /) -> Iterator[tuple[Any, tuple[float, ...],
         with LocalStacApi(archive) as api:
             yield api, _aoi_bbox(cfg, archive), _dates(cfg, archive)
         return
-    try:
-        yield target, _aoi_bbox(cfg, None), _dates(cfg, None)
-    except SearchError:
-        raise
+    yield target, _aoi_bbox(cfg, None), _dates(cfg, None)

@@ -480,4 +480,5 @@ def greening_estimate(ctx: StageContext, pop: Any) -> None:
     to_geoparquet(g.roofs, ctx.output("greening_roofs.parquet", title="roof suitability"))
     to_geoparquet(g.districts, ctx.output("greening_districts.parquet",
                                           title="suitability per community"))
-    ctx.properties["eocube:ahp"] = {"cr": float(g.ahp.cr) if hasattr(g.ahp, "cr") else None}
+    ctx.properties["eocube:ahp"] = {"weights": {str(k): float(v) for k, v in
+                                                g.ahp.weights.items()}, "cr": float(g.ahp.cr)}
