@@ -36,6 +36,7 @@ SENSORS = {"s2": ("s2", (*S2_BANDS, "SCL")), "s1": ("s1", S1_BANDS),
 def search_stage(ctx: StageContext) -> None:
     """Search the catalog for each sensor over the AOI and dates; save the item collections."""
     from eocube.catalog.search import search
+    from eocube.io import write_json
     from eocube.pipeline.sources import catalog_session
 
     cfg = ctx.config
@@ -49,10 +50,7 @@ def search_stage(ctx: StageContext) -> None:
             fc = items.to_dict(transform_hrefs=False)
             for f in fc["features"]:  # links point into this session's API: not the data
                 f["links"] = []
-            path = ctx.output(f"{sensor}.json", title=f"{sensor} items")
-            from eocube.io import write_json
-
-            write_json(path, fc)
+            write_json(ctx.output(f"{sensor}.json", title=f"{sensor} items"), fc)
             counts[sensor] = len(fc["features"])
             ctx.log.info("search %s: %d items", sensor, counts[sensor])
     ctx.properties.update({"eocube:items": counts, "eocube:bbox": list(bbox),
