@@ -133,7 +133,8 @@ def _client(cfg: RunConfig, log: logging.Logger) -> Iterator[Any]:
 
 def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
                  overwrite: bool = False, console: bool = True,
-                 stages: Mapping[str, Stage] | None = None, **overrides: Any) -> RunResult:
+                 stage_functions: Mapping[str, Stage] | None = None, **overrides: Any
+                 ) -> RunResult:
     """Run the pipeline of ``config`` (a YAML path, a RunConfig or None for the defaults).
 
     Parameters
@@ -145,8 +146,8 @@ def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
         (never anything eocube did not build).
     console
         Log to the terminal too (always to ``<output>/run.log``).
-    stages
-        Stage functions by name (default: :data:`eocube.pipeline.stages.STAGE_FUNCTIONS`).
+    stage_functions
+        Stage functions by name (default: :data:`STAGE_FUNCTIONS`).
     **overrides
         Top-level configuration keys to replace (``output=...``).
 
@@ -178,7 +179,8 @@ def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
                 check_sources(cfg)
             with _client(cfg, log) as client, Feedback(cfg.stage_list,
                                                          enabled=console) as fb:
-                result = run_stages(cfg, stages or STAGE_FUNCTIONS, log=log, client=client,
+                result = run_stages(cfg, stage_functions or STAGE_FUNCTIONS, log=log,
+                                    client=client,
                                     items=stage_item, progress=fb.for_stage,
                                     on_stage=fb.stage_done)
         finally:
