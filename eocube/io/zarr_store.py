@@ -45,6 +45,7 @@ class WriteReport:
     chunks_total: int
     chunks_skipped: int
     chunks_written: int
+    chunks_failed: tuple[dict[str, Any], ...] = ()
 
 
 def _regular(ds: xr.Dataset) -> xr.Dataset:
@@ -100,7 +101,8 @@ def _done(root: str, var: str, numblocks: tuple[int, ...]) -> np.ndarray:
 
 def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
             mode: Literal["resume", "w"] = "resume", stac: bool = True,
-            progress: Callable[[int, int], None] | None = None) -> WriteReport:
+            progress: Callable[[int, int], None] | None = None,
+            on_error: Literal["raise", "record"] = "raise") -> WriteReport:
     """Compute ``result`` and write it to a Zarr store chunk by chunk; resumable.
 
     The store's metadata and coordinates are written first; then one task per chunk computes
@@ -126,6 +128,12 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
         Also write a STAC Item (``<store stem>.stac-item.json`` beside the store).
     progress
         Called with (chunks done, chunks total) as chunks complete (skipped ones count as done).
+    on_error
+        ``"raise"`` (default): a chunk that fails (its task raises, or kills every worker
+        Dask gives it to) fails the write. ``"record"``: the other chunks are written, the
+        failed ones are listed in ``WriteReport.chunks_failed`` (variable, chunk index,
+        error), the store stays incomplete with their markers unset, and a later call
+        computes only them.
 
     Raises
     ------
@@ -177,6 +185,7 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
             markers.create_array(k, shape=nb, chunks=(1,) * len(nb), dtype=bool,
                                   fill_value=False)
     todo = []
+    chunk_of: dict[Any, tuple[str, tuple[int, ...]]] = {}
     for k in names:
         arr = ds[k].data
         stored = arr.map_blocks(_write_block, store=root, var=k, dtype=bool,
@@ -188,12 +197,21 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
         for idx in np.ndindex(*arr.numblocks):
             if not done[idx]:
                 todo.append(Delayed((stored.name, *idx), g, layer=stored.name))
+                chunk_of[(stored.name, *idx)] = (k, tuple(int(i) for i in idx))
     written = len(todo)
     if progress is not None:
         progress(total - written, total)
+    failed: list[tuple[Any, str]] = []
     if todo:
-        compute_counting(todo, None if progress is None
-                         else lambda n: progress(total - written + n, total))
+        failed = compute_counting(todo, None if progress is None
+                                  else lambda n: progress(total - written + n, total),
+                                  record=on_error == "record")
+    if failed:
+        _consolidate(root)  # readable as it is; incomplete, markers kept for the next call
+        records = tuple({"variable": chunk_of[key][0], "chunk": list(chunk_of[key][1]),
+                         "error": err} for key, err in failed)
+        return WriteReport(report_store, total, total - written, written - len(failed),
+                           records)
     group = zarr.open_group(root, mode="r+")
     group.attrs["eocube_complete"] = True
     if PROGRESS in group:
@@ -206,11 +224,14 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
     return WriteReport(report_store, total, total - written, written)
 
 
-def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /) -> None:
-    """Compute ``todo`` on the active scheduler, calling ``done(n)`` as the n-th completes."""
-    if done is None:
-        dask.compute(*todo)
-        return
+def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /, *,
+                     record: bool = False) -> list[tuple[Any, str]]:
+    """Compute ``todo`` on the active scheduler, calling ``done(n)`` as the n-th completes.
+
+    With ``record``, a task that fails is returned as (key, error text) instead of raising
+    (on a distributed cluster that includes a task that killed every worker it was given).
+    """
+    failed: list[tuple[Any, str]] = []
     try:
         from distributed import as_completed, get_client
 
@@ -218,10 +239,31 @@ def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /)
     except (ImportError, ValueError):
         client = None
     if client is not None:
-        for n, fut in enumerate(as_completed(client.compute(todo)), start=1):
+        n = 0
+        for fut in as_completed(client.compute(todo)):
+            if fut.status == "error" and record:
+                failed.append((fut.key, f"{type(fut.exception()).__name__}: {fut.exception()}"))
+                continue
             fut.result()  # raises the task's error here
-            done(n)
-        return
+            n += 1
+            if done is not None:
+                done(n)
+        return failed
+    if record:  # one task at a time, so one failure does not stop the others
+        n = 0
+        for d in todo:
+            try:
+                dask.compute(d)
+            except Exception as e:  # recorded and returned, as asked
+                failed.append((d.key, f"{type(e).__name__}: {e}"))
+                continue
+            n += 1
+            if done is not None:
+                done(n)
+        return failed
+    if done is None:
+        dask.compute(*todo)
+        return failed
     from dask.callbacks import Callback
 
     keys = {d.key for d in todo}
@@ -234,6 +276,7 @@ def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /)
 
     with Callback(posttask=posttask):
         dask.compute(*todo)
+    return failed
 
 
 def _consolidate(root: str) -> None:

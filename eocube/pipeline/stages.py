@@ -140,10 +140,18 @@ def cubes_stage(ctx: StageContext) -> None:
 
 
 def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /) -> Any:
-    """Write a stage output to Zarr, chunk by chunk and resumable, reporting progress."""
+    """Write a stage output to Zarr, chunk by chunk and resumable, reporting progress. A chunk
+    that fails (even one that kills every worker it is given) is recorded in the run's
+    failures and left unwritten; the run goes on and ends ``completed_with_errors``."""
     from eocube.io import to_zarr
 
-    return to_zarr(data, ctx.output(name), stac=False, progress=ctx.progress)
+    report = to_zarr(data, ctx.output(name), stac=False, progress=ctx.progress,
+                     on_error="record")
+    for f in report.chunks_failed:
+        ctx.failures.append({"kind": "chunk", "output": f"{ctx.name}/{name}", **f})
+        ctx.log.warning("chunk %s of %s/%s failed: %s", f["chunk"], name, f["variable"],
+                        f["error"])
+    return report
 
 
 def open_zarr(ctx: StageContext, stage: str, name: str) -> xr.Dataset:

@@ -179,3 +179,31 @@ def test_output_names_are_confined_to_the_stage_folder(tmp_path):
     for bad in ("../manifest.json", "/etc/passwd", "a/../../x"):
         with pytest.raises(ConfigError, match="leaves the stage's folder"):
             ctx.output(bad)
+
+
+def test_a_failed_chunk_is_recorded_and_the_run_completes_with_errors(tmp_path):
+    from eocube.pipeline.stages import write_zarr
+    from eocube.testing import scenes as scene
+
+    def boom(block, block_info=None):
+        if tuple(block_info[0]["chunk-location"]) == (0, 1, 1):
+            raise OSError("bad sector")
+        return block
+
+    def cubes(ctx):
+        c = scene.cube(64, 64, 1, chunks=32)["B02"]
+        write_zarr(ctx, c.copy(data=c.data.map_blocks(boom, dtype=c.dtype)), "x.zarr")
+
+    fake = Fake()
+    stages = {**fake.stages(), "cubes": cubes}
+    cfg = load_config(None, output=tmp_path / "run", stages=["search", "cubes"])
+    folder = RunFolder(cfg.output)
+    folder.create()
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    assert r.status == "completed_with_errors"
+    (f,) = r.failures
+    assert f["stage"] == "cubes" and f["output"] == "cubes/x.zarr" and f["chunk"] == [0, 1, 1]
+    assert "bad sector" in f["error"]
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["status"] == "completed_with_errors" and man["failures"] == [f]
