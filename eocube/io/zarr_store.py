@@ -224,6 +224,19 @@ def to_zarr(result: xr.DataArray | xr.Dataset, store: str | Path, /, *,
     return WriteReport(report_store, total, total - written, written)
 
 
+def _active_client() -> Any:
+    """The distributed Client dask computes on now, or None (the scheduler in effect wins: a
+    ``dask.config.set(scheduler="threads")`` is honoured even with a Client around)."""
+    from dask.base import get_scheduler
+
+    owner = getattr(get_scheduler(), "__self__", None)
+    try:
+        from distributed import Client
+    except ImportError:
+        return None
+    return owner if isinstance(owner, Client) else None
+
+
 def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /, *,
                      record: bool = False) -> list[tuple[Any, str]]:
     """Compute ``todo`` on the active scheduler, calling ``done(n)`` as the n-th completes.
@@ -232,13 +245,13 @@ def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /,
     (on a distributed cluster that includes a task that killed every worker it was given).
     """
     failed: list[tuple[Any, str]] = []
-    try:
-        from distributed import as_completed, get_client
-
-        client = get_client()
-    except (ImportError, ValueError):
-        client = None
+    if done is None and not record:
+        dask.compute(*todo)
+        return failed
+    client = _active_client()
     if client is not None:
+        from distributed import as_completed
+
         n = 0
         for fut in as_completed(client.compute(todo)):
             if fut.status == "error" and record:
@@ -260,9 +273,6 @@ def compute_counting(todo: list[Delayed], done: Callable[[int], None] | None, /,
             n += 1
             if done is not None:
                 done(n)
-        return failed
-    if done is None:
-        dask.compute(*todo)
         return failed
     from dask.callbacks import Callback
 
