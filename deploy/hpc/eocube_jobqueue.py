@@ -78,3 +78,14 @@ def run_pipeline(cluster: Any, config: str | os.PathLike[str], *, jobs: int,
         client.wait_for_workers(1, timeout=timeout)
         eocube = shutil.which("eocube") or f"{sys.executable} -m eocube.cli"
         return subprocess.call([*eocube.split(), "run", str(derived)])
+
+
+def main(kind: str, description: str, make_cluster: Any, argv: list[str] | None = None) -> int:
+    """The command of ``slurm.py`` / ``pbs.py``: print the job script, or run the pipeline
+    in the cluster ``make_cluster`` builds from the settings and the flags."""
+    args = cli(kind, description).parse_args(argv)
+    with make_cluster(settings_path=args.settings, **overrides(args)) as cluster:
+        if args.print_job_script or not args.config:
+            print(cluster.job_script())
+            return 0
+        return run_pipeline(cluster, args.config, jobs=args.jobs)

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from eocube_jobqueue import cli, gib, overrides, run_pipeline, settings
+from eocube_jobqueue import gib, settings
+from eocube_jobqueue import main as run_main
 
 
 def make_cluster(*, settings_path: str | Path | None = None, gpus: int | None = None,
@@ -37,12 +38,7 @@ def make_cluster(*, settings_path: str | Path | None = None, gpus: int | None = 
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = cli("PBS", __doc__.split("\n\n")[0]).parse_args(argv)
-    with make_cluster(settings_path=args.settings, **overrides(args)) as cluster:
-        if args.print_job_script or not args.config:
-            print(cluster.job_script())
-            return 0
-        return run_pipeline(cluster, args.config, jobs=args.jobs)
+    return run_main("PBS", __doc__.split("\n\n")[0], make_cluster, argv)
 
 
 if __name__ == "__main__":
