@@ -18,29 +18,16 @@ import shapely
 from odc.geo.geobox import GeoBox
 
 from eocube.synth.cityspec import CITY_CRS, CitySpec, resolve_spec
+from eocube.synth.construction import construction_schedule
+from eocube.synth.households import households
+from eocube.synth.materials import material_stock
 
 LAND_USES = ("residential", "commercial", "industrial", "public_service", "green", "water")
 FUNCTIONS = ("residential", "mixed", "commercial", "industrial", "public")
 STRUCTURES = ("reinforced_concrete", "brick_concrete", "brick_wood", "steel")
-MATERIALS = ("concrete", "steel", "brick", "wood", "glass")
-
-#: Material intensity in kg per m³ of gross building volume, by structure type.
-#: Orders of magnitude follow published building material-stock inventories.
-MATERIAL_INTENSITY: dict[str, dict[str, float]] = {
-    "reinforced_concrete": {"concrete": 380.0, "steel": 32.0, "brick": 45.0, "wood": 4.0,
-                            "glass": 3.0},
-    "brick_concrete": {"concrete": 210.0, "steel": 12.0, "brick": 260.0, "wood": 8.0,
-                       "glass": 2.0},
-    "brick_wood": {"concrete": 60.0, "steel": 3.0, "brick": 300.0, "wood": 45.0, "glass": 1.5},
-    "steel": {"concrete": 120.0, "steel": 65.0, "brick": 20.0, "wood": 2.0, "glass": 6.0},
-}
-
 #: Storey height in metres by building function.
 STOREY_HEIGHT = {"residential": 3.0, "mixed": 3.3, "commercial": 4.0, "industrial": 6.0,
                  "public": 4.0}
-
-#: Floor area per resident (m²) used to turn capacity into occupants.
-FLOOR_AREA_PER_PERSON = 35.0
 
 #: POI type mix (type → weight) and mean POIs per building, by building function.
 POI_MIX: dict[str, tuple[float, dict[str, float]]] = {
@@ -315,41 +302,14 @@ def _make_buildings(spec: CitySpec, taz: gpd.GeoDataFrame, rng) -> gpd.GeoDataFr
                  np.where(rng.uniform(size=n) < 0.7, "brick_concrete", "brick_wood")))
     roof = np.where(structure == "steel", "metal",
                     np.where(structure == "brick_wood", "tile", "concrete"))
-    area = b.geometry.area.to_numpy()
-    # construction during the series: a share of lots built between day 100 and 60 days
-    # before the end, so every change has a stable history before and after it
-    start, end = pd.Timestamp(spec.start), pd.Timestamp(spec.end)
-    span = (end - start).days
-    is_new = (rng.uniform(size=n) < spec.new_building_share * (1.3 - 0.6 * c)) & (
-        func != "industrial")
-    new_day = rng.integers(100, max(span - 60, 101), n)
-    year_before = spec.start.year - rng.integers(1, 40, n)
-    built_date = np.where(
-        is_new,
-        (start + pd.to_timedelta(new_day, unit="D")).to_numpy(),
-        pd.to_datetime(pd.Series(year_before).astype(str) + "-07-01").to_numpy(),
-    )
     b["floors"] = floors
     b["height"] = height.astype("float32")
     b["structure"] = structure
     b["roof_material"] = roof
-    b["built_date"] = pd.to_datetime(built_date)
-    b["year_built"] = b["built_date"].dt.year.astype("int32")
-    b["built_in_series"] = is_new
-    b["area"] = area
-    hab = np.select([func == "residential", func == "mixed"], [1.0, (floors - 1) / floors], 0.0)
-    b["habitability"] = hab
-    b["capacity"] = hab * floors * area  # E_in = C_i · f · a, in m² of residential floor
-    lam = b["capacity"].to_numpy() / FLOOR_AREA_PER_PERSON * b["occupancy"].to_numpy()
-    b["occupants"] = rng.poisson(lam).astype("int64")
-    volume = area * height
-    b["volume"] = volume
-    total = np.zeros(n)
-    for mat in MATERIALS:
-        col = np.array([MATERIAL_INTENSITY[s][mat] for s in structure]) * volume / 1000.0
-        b[f"stock_{mat}_t"] = col
-        total += col
-    b["stock_total_t"] = total
+    b["area"] = b.geometry.area.to_numpy()
+    b = construction_schedule(spec, b, c, rng)
+    b = households(spec, b, rng)
+    b = material_stock(spec, b, rng)
     return b.drop(columns=["centrality"])
 
 
