@@ -285,6 +285,40 @@ def _buildings(cities: list[CityData], *, width: int, depth: int, patch: int = 1
     return Job(spec, _chip_sampler(stacks, ["x"], ["y"], size=patch), _pj_heads({"out": "y"}))
 
 
+def _height(cities: list[CityData], *, width: int, depth: int, patch: int = 64) -> Job:
+    from eocube.models.height import HEIGHT_BANDS, HEIGHT_TRANSFORMS, height_city
+
+    hc = [height_city(c) for c in cities]
+    raw = [(as_array(h.inputs, HEIGHT_BANDS), h.height.to_numpy()) for h in hc]
+    inp = _input("s1s2", HEIGHT_BANDS, [r[0] for r in raw], transform=HEIGHT_TRANSFORMS)
+    # log-height, standardised over building pixels: heights are skewed (6 m to 150 m), and
+    # an L1 loss in log space fits the median, which the per-footprint median reads out
+    z = np.concatenate([np.log1p(h[h > 0]) for _, h in raw])
+    tt = {"transform": "log1p", "mean": float(z.mean()), "std": float(z.std())}
+    stacks = [{"x": _norm(inp, x),
+               "y": np.where(h > 0, (np.log1p(h) - tt["mean"]) / tt["std"], 0.0
+                             ).astype("float32"),
+               "m": (h > 0).astype("float32")} for x, h in raw]
+    spec = ModelSpec(
+        name="height_s1s2", architecture="unet",
+        kwargs={"in_channels": len(HEIGHT_BANDS), "out_channels": 1, "width": width,
+                "depth": depth},
+        inputs=(inp,), task="regression", patch_size=patch, outputs=("height",), units="m",
+        target_transform=tt,
+        training={"year": hc[0].year, "target": "truth height of the building holding the "
+                  "pixel centre, building pixels only (standing on 1 July); L1 on log1p",
+                  "n_buildings": int(sum(len(h.buildings) for h in hc))})
+
+    def loss(out, y, step):
+        del step
+        m = y["m"]
+        v = (torch.abs(out["out"].float() - y["y"]) * m).sum() / m.sum().clamp(min=1.0)
+        return v, {"l1": float(v.detach())}
+
+    return Job(spec, _chip_sampler(stacks, ["x"], ["y", "m"], size=patch, focus="m",
+                                   focus_share=0.5), loss)
+
+
 #: pixels of context around a stock cell in its optical patch
 STOCK_MARGIN_PX = 5
 
@@ -417,6 +451,8 @@ RECIPES: dict[str, Recipe] = {r.name: r for r in (
            lambda c, **k: _stock(c, branches=("optical",), **k), steps=1500, batch=64),
     Recipe("stock_ntl", "Stock regressor: NTL series only (NTL baseline)",
            lambda c, **k: _stock(c, branches=("ntl",), **k), steps=1500, batch=64),
+    Recipe("height_s1s2", "U-Net on S1 VV/VH per orbit direction + S2 → building height (m)",
+           lambda c, **k: _height(c, **k), steps=400, batch=8),
 )}
 
 
