@@ -20,8 +20,8 @@ import shapely
 from odc.geo.geobox import GeoBox
 from rasterio import features
 from rasterio.transform import Affine
-from scipy.spatial import cKDTree
 
+from eocube.synth.mobile import night_mobile_signal
 from eocube.synth.world import World
 
 # class codes of the 2 m class map
@@ -387,45 +387,10 @@ class Scene:
         return np.bincount(idx, weights=w, minlength=gb.shape.y * gb.shape.x).reshape(
             gb.shape.yx)
 
-    @cached_property
-    def _towers(self) -> tuple[np.ndarray, np.ndarray]:
-        """Serving tower of each 100 m cell (Voronoi of a jittered ~300 m tower grid) and the
-        operator's market share per cell (a smooth field between about 0.35 and 0.65)."""
-        gb = self.geobox_100m
-        rng = _rng(self.world, "mobile", 100)
-        ny, nx = gb.shape.yx
-        step = 3.0  # cells between towers
-        ty, tx = np.meshgrid(np.arange(step / 2, ny, step), np.arange(step / 2, nx, step),
-                             indexing="ij")
-        ty = ty.ravel() + rng.uniform(-1, 1, ty.size)
-        tx = tx.ravel() + rng.uniform(-1, 1, tx.size)
-        cy, cx = np.mgrid[0:ny, 0:nx] + 0.5
-        _, tower = cKDTree(np.c_[ty, tx]).query(np.c_[cy.ravel(), cx.ravel()])
-        share = ndi.gaussian_filter(rng.normal(size=(ny, nx)), sigma=6, mode="reflect")
-        share = 0.5 + 0.15 * share / max(float(np.abs(share).max()), 1e-9)
-        return tower, share
-
     def mobile_signal(self, kind: str) -> np.ndarray:
-        """Night-time mobile-signal users per 100 m cell, for ``kind`` weekday or weekend.
-
-        Like the operators' gridded products: one operator's subscribers (a market share that
-        varies across the city) present at night — residents at home and, on weekends more,
-        visitors of commercial floor space — are counted per serving tower and spread evenly
-        over the tower's Voronoi cell, so the grid is sharp only to ~300 m; counts are
-        Poisson.
-        """
-        b = self.world.buildings
-        residents = b["occupants"].to_numpy().astype(float)
-        visitors = np.where(b["function"].isin(["commercial", "mixed"]),
-                            b["floors"] * b["area"] / 200.0, 0.0)
-        share = {"weekday": (0.85, 0.05), "weekend": (0.75, 0.25)}[kind]
-        rng = _rng(self.world, "mobile", 0 if kind == "weekday" else 1)
-        tower, market = self._towers
-        present = self._emission_100m(share[0] * residents + share[1] * visitors) * market
-        per_tower = np.bincount(tower, weights=present.ravel(), minlength=tower.max() + 1)
-        cells = np.bincount(tower, minlength=tower.max() + 1)
-        counted = rng.poisson(per_tower).astype(float)
-        return (counted[tower] / cells[tower]).reshape(present.shape).astype("float32")
+        """Night-time mobile-signal devices per 100 m cell, for ``kind`` weekday or weekend
+        (see :func:`eocube.synth.mobile.night_mobile_signal`)."""
+        return night_mobile_signal(self.world, self.geobox_100m, kind)
 
     @cached_property
     def ntl_geobox(self) -> GeoBox:
