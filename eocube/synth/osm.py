@@ -22,9 +22,15 @@ from eocube.synth.world import World
 #: The archive's open-map layers and auxiliary tables, by layer name (files under ``vectors/``).
 OPEN_LAYERS = ("osm_roads", "osm_pois", "osm_buildings", "osm_landuse", "census")
 
-#: OSM ``highway`` classes of the simulated road kinds: (class, probability) choices.
-HIGHWAY = {"arterial": (("primary", 0.5), ("secondary", 0.5)),
-           "local": (("tertiary", 0.25), ("residential", 0.75))}
+#: The class a mapper may give a road instead of its true ``highway`` class (classification of
+#: neighbouring classes is a judgement call in OSM), and how often that happens.
+HIGHWAY_NEIGHBOUR = {"primary": "secondary", "secondary": "primary", "tertiary": "residential",
+                     "residential": "tertiary", "service": "service"}
+HIGHWAY_CONFUSED = 0.1
+#: Lanes of each ``highway`` class (where tagged).
+LANES = {"primary": 4, "secondary": 4, "tertiary": 2, "residential": 2, "service": 1}
+#: Street-name suffix of each road kind.
+_NAME_SUFFIX = {"arterial": "Avenue", "local": "Street", "service": "Close"}
 
 #: OSM key and value of each simulated POI type.
 POI_TAGS: dict[str, tuple[str, str]] = {
@@ -81,7 +87,7 @@ class OpenMapRates:
     landuse_mapped
         Share of zones with a ``landuse`` polygon.
     road_width_tagged
-        Share of roads (arterial, local) with a ``width`` tag.
+        Share of roads (arterial, other) with a ``width`` tag.
     """
 
     buildings_mapped: tuple[float, float] = (0.70, 0.85)
@@ -169,18 +175,18 @@ def _roads(world: World, r: OpenMapRates, rng: np.random.Generator) -> gpd.GeoDa
     tagged = rng.uniform(size=n) < np.where(arterial, *r.road_width_tagged)
     width = np.where(tagged, np.round(roads["width"].to_numpy() + rng.normal(0, 1.0, n)),
                      np.nan)
-    lanes = pd.array(np.where(arterial, 4, 2), dtype="Int64")
+    true_class = roads["highway"].to_numpy().astype(str)
+    confused = rng.uniform(size=n) < HIGHWAY_CONFUSED
+    highway = np.where(confused, [HIGHWAY_NEIGHBOUR[h] for h in true_class], true_class)
+    lanes = pd.array([LANES[h] for h in highway], dtype="Int64")
     lanes[rng.uniform(size=n) < 0.5] = pd.NA
     named = rng.uniform(size=n) < 0.8
-    names = [f"{'North-South' if d == 'v' else 'East-West'} {'Avenue' if a else 'Street'} {i}"
-             if ok else None
-             for i, (d, a, ok) in enumerate(zip(roads["direction"], arterial, named,
-                                                strict=True), start=1)]
+    names = [f"{_NAME_SUFFIX[k]} {i}" if ok else None
+             for i, (k, ok) in enumerate(zip(kind, named, strict=True), start=1)]
     out = gpd.GeoDataFrame(
-        {"osm_id": _osm_ids("osm_roads", n, rng), "highway": _choose(rng, kind, HIGHWAY),
+        {"osm_id": _osm_ids("osm_roads", n, rng), "highway": highway.astype(str),
          "name": pd.array(names, dtype="string"), "lanes": lanes, "width": width},
         geometry=roads.geometry.to_numpy(), crs=roads.crs)
-    out["highway"] = out["highway"].astype(str)
     return out.sort_values("osm_id").reset_index(drop=True)
 
 
@@ -215,12 +221,19 @@ def _buildings(world: World, r: OpenMapRates, rng: np.random.Generator) -> gpd.G
     geoms = []
     for g, (dx, dy), a in zip(b.geometry.values, dxy, angle, strict=True):
         c = shapely.centroid(g)
-        xy = shapely.get_coordinates(g)[:-1]
         t = np.deg2rad(a)
-        rel = xy - np.array([c.x, c.y])
-        rot = rel @ np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
-        traced = rot + np.array([c.x + dx, c.y + dy]) + rng.normal(0, r.vertex_m, rel.shape)
-        geoms.append(shapely.Polygon(traced))
+        turn = np.array([[np.cos(t), np.sin(t)], [-np.sin(t), np.cos(t)]])
+        rings = []
+        for ring in (g.exterior, *g.interiors):  # a courtyard's hole is traced too
+            rel = np.asarray(ring.coords)[:-1] - np.array([c.x, c.y])
+            rings.append(rel @ turn + np.array([c.x + dx, c.y + dy])
+                         + rng.normal(0, r.vertex_m, rel.shape))
+        traced = shapely.Polygon(rings[0], rings[1:])
+        if not traced.is_valid:  # a narrow wing can fold under tracing noise
+            parts = shapely.get_parts(shapely.make_valid(traced))
+            parts = parts[shapely.get_type_id(parts) == 3]
+            traced = parts[np.argmax(shapely.area(parts))]
+        geoms.append(traced)
     func = b["function"].to_numpy()
     tag = _choose(rng, func, BUILDING_TAG)
     has_levels = rng.uniform(size=n) < r.levels_share
