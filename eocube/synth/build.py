@@ -60,7 +60,7 @@ FORMAT_VERSION = 2
 #: Folder of everything only the simulator knows; an archive without it stays valid.
 TRUTH = "truth"
 #: Truth vector tables under ``truth/`` (the ``World``'s layers).
-TRUTH_VECTORS = ("buildings", "taz", "communities", "roads", "pois")
+TRUTH_VECTORS = ("buildings", "taz", "communities", "roads", "pois", "trees")
 
 #: The observable collections, served by the STAC API.
 COLLECTIONS = {
