@@ -4,12 +4,15 @@ loaded torch does on a loaded machine)."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
 import time
 
 import pytest
+
+from eocube.infer import TorchThreads
 
 pytestmark = pytest.mark.slow
 
@@ -56,3 +59,22 @@ def test_start_and_close_without_killing_a_worker(tmp_path):
     assert close >= 6, out  # close waited for the slow exits instead of killing the workers
     assert wall <= 60, f"start + predict + close took {wall:.1f} s; {out}"
     assert start <= 30, out
+
+
+def test_torch_threads_sets_the_environment_until_torch_loads(monkeypatch):
+    monkeypatch.delitem(sys.modules, "torch", raising=False)
+    monkeypatch.setenv("OMP_NUM_THREADS", "8")
+    monkeypatch.setenv("MKL_NUM_THREADS", "8")
+    TorchThreads(3).setup(None)
+    assert "torch" not in sys.modules  # the plugin did not load it
+    assert (os.environ["OMP_NUM_THREADS"], os.environ["MKL_NUM_THREADS"]) == ("3", "3")
+
+
+def test_torch_threads_sets_a_loaded_torch():
+    torch = pytest.importorskip("torch")
+    before = torch.get_num_threads()
+    try:
+        TorchThreads(1).setup(None)
+        assert torch.get_num_threads() == 1
+    finally:
+        torch.set_num_threads(before)
