@@ -38,33 +38,40 @@ def test_taz_do_not_overlap_and_cover_the_city_minus_roads(tiny_world):
 
 def test_buildings_overlap_neither_roads_nor_each_other(tiny_world):
     b = tiny_world.buildings
+    b = b[b["replaces_id"] == 0]  # a rebuild stands on the lot of the building it replaces
     assert not shapely.intersects(road_surface(tiny_world.roads), b.geometry.values).any()
     assert b.area.sum() == pytest.approx(shapely.union_all(b.geometry.values).area, rel=1e-9)
 
 
 def test_census_is_the_sum_of_occupants(tiny_world):
+    from eocube.synth.construction import standing
+
     census = tiny_world.census.set_index("community_id")
-    occ = tiny_world.buildings.groupby("community_id")["occupants"].sum()
+    b = tiny_world.buildings
+    b = b[standing(b, tiny_world.spec.end)]  # demolished buildings are not counted
+    occ = b.groupby("community_id")["occupants"].sum()
     assert (census["pop_end"].reindex(occ.index) == occ).all()
-    assert census["pop_end"].sum() == tiny_world.buildings["occupants"].sum()
+    assert census["pop_end"].sum() == b["occupants"].sum()
     assert (census["pop_start"] <= census["pop_end"]).all()
 
 
 def test_occupancy_depends_on_the_taz(tiny_world):
     b = tiny_world.buildings
-    res = b[b["capacity"] > 0]
-    per_capacity = res["occupants"] / res["capacity"]
+    # world v2: district dwelling and household sizes and vacancy dilute the TAZ's demand
+    # (r 0.30-0.47 on tiny seeds 0-3; 0.5 held only while occupants were C·f·a × occupancy)
+    res = b[(b["residential_share"] > 0) & ~b["dormitory"] & ~b["built_in_series"]]
+    per_m2 = res["occupants"] / (res["residential_share"] * res["floors"] * res["area"])
     occ = res["taz_id"].map(tiny_world.taz.set_index("taz_id")["occupancy"])
-    assert np.corrcoef(per_capacity, occ)[0, 1] > 0.5
+    assert np.corrcoef(per_m2, occ)[0, 1] > 0.25
 
 
 def test_attributes_follow_the_method_tables(tiny_world):
     b = tiny_world.buildings
     assert set(b["function"]) <= {"residential", "mixed", "commercial", "industrial", "public"}
     non_residential = b["function"].isin(["commercial", "industrial", "public"])
-    assert (b.loc[non_residential, "occupants"] == 0).all()
-    mixed = b[b["function"] == "mixed"]
-    np.testing.assert_allclose(mixed["capacity"], (mixed["floors"] - 1) * mixed["area"])
+    assert (b.loc[non_residential & ~b["dormitory"], "occupants"] == 0).all()
+    mixed = b[b["function"] == "mixed"]  # a podium of 1-3 floors, some offices above it
+    assert (mixed["residential_share"] <= (mixed["floors"] - 1) / mixed["floors"] + 1e-9).all()
     assert 0 < b["built_in_series"].mean() < 0.5
     assert set(tiny_world.pois["type"]) >= {"residential_complex", "office", "shop"}
     stock = sum(b[f"stock_{m}_t"] for m in ("concrete", "steel", "brick", "wood", "glass"))
