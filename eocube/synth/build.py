@@ -42,6 +42,8 @@ from eocube.io.stac import (
 from eocube.synth.cityspec import CitySpec, resolve_spec
 from eocube.synth.osm import OPEN_LAYERS, open_map_layers
 from eocube.synth.sensors import (
+    S1_INCIDENCE_DEG,
+    S1_LOOKS,
     S1_NODATA,
     S2_20M,
     S2_BAND_META,
@@ -50,6 +52,7 @@ from eocube.synth.sensors import (
     S2_PROCESSING_BASELINE,
     S2_QUANTIFICATION,
     SCL_CLOUD_AND_SHADOW,
+    VHR_LOCAL_SOLAR_HOUR,
     Scene,
     apply_affine,
 )
@@ -271,6 +274,7 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
     bands = scene.s2_scene(i, t)
     gb10, gb20 = scene.geobox, scene.geobox_20m
     platform = "sentinel-2a" if i % 2 == 0 else "sentinel-2b"
+    sun = scene.sun_position(t, local_solar_hour=VHR_LOCAL_SOLAR_HOUR)  # 10:30 descending node
     items = []
     for tile, _r, _c, sub10 in _tiles(scene.world.spec, gb10):
         sub20 = sub10.zoom_to(resolution=20)
@@ -305,9 +309,10 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
             "instruments": ["msi"], "eo:cloud_cover": round(cloud, 3),
             "s2:processing_baseline": S2_PROCESSING_BASELINE, "s2:mgrs_tile": tile,
             "s2:boa_add_offset": S2_BOA_ADD_OFFSET, "s2:quantification_value": S2_QUANTIFICATION,
+            "view:sun_elevation": round(sun[0], 3), "view:sun_azimuth": round(sun[1], 3),
         }
         it = archive_item(iid, "sentinel-2-l2a", sub10, properties=props, assets=assets,
-                       extensions=("proj", "eo", "raster"))
+                       extensions=("proj", "eo", "raster", "view"))
         write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
@@ -315,7 +320,9 @@ def _s2_task(i: int) -> list[dict[str, Any]]:
 
 def _sentinel2(root: Path, scene: Scene, workers: int) -> list[dict[str, Any]]:
     dates = s2_dates(scene.world.spec)
-    scene.fractions, scene._new_matrix, scene._texture  # noqa: B018  (warm before forking)
+    # warm the shared rasters before forking
+    scene.fractions, scene._lot_matrix, scene._texture, scene._roof_spectra  # noqa: B018
+    scene._ground_fields, scene._s1_static  # noqa: B018
     return _map(_s2_task, len(dates), workers, {"root": root, "scene": scene, "dates": dates})
 
 
@@ -354,9 +361,11 @@ def _s1_task(i: int) -> list[dict[str, Any]]:
             "sar:polarizations": ["VV", "VH"], "sar:product_type": "GRD",
             "sar:observation_direction": "right", "sat:orbit_state": orbit,
             "sat:relative_orbit": 11 if orbit == "ascending" else 142,
+            "sar:looks_equivalent_number": S1_LOOKS,
+            "view:incidence_angle": S1_INCIDENCE_DEG[orbit],
         }
         it = archive_item(iid, "sentinel-1-rtc", sub, properties=props, assets=assets,
-                       extensions=("proj", "raster", "sar", "sat"))
+                       extensions=("proj", "raster", "sar", "sat", "view"))
         write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
@@ -441,6 +450,7 @@ def _vhr(root: Path, scene: Scene) -> list[dict[str, Any]]:
     spec = scene.world.spec
     t = pd.Timestamp(spec.end, tz="UTC") + pd.Timedelta(hours=3)
     rgb = scene.vhr_rgb(t)
+    geo = scene.vhr_geometry(t)
     gbv = scene.geobox_vhr
     items = []
     for tile, _r, _c, sub10 in _tiles(spec, scene.geobox):
@@ -453,9 +463,13 @@ def _vhr(root: Path, scene: Scene) -> list[dict[str, Any]]:
                 "eo:bands": [{"name": n, "common_name": n} for n in ("red", "green", "blue")],
                 "raster:bands": [raster_band("uint8", nodata=None,
                                                   resolution=spec.vhr_res_m)] * 3})}
-        props = {"datetime": iso(t), "gsd": float(spec.vhr_res_m)}
+        props = {"datetime": iso(t), "gsd": float(spec.vhr_res_m),
+                 "view:off_nadir": round(geo["off_nadir"], 3),
+                 "view:azimuth": round(geo["view_azimuth"], 3),
+                 "view:sun_elevation": round(geo["sun_elevation"], 3),
+                 "view:sun_azimuth": round(geo["sun_azimuth"], 3)}
         it = archive_item(iid, "eocube-synth-vhr", sub, properties=props, assets=assets,
-                       extensions=("proj", "eo", "raster"))
+                       extensions=("proj", "eo", "raster", "view"))
         write_json(d / f"{iid}.json", it)
         items.append(it)
     return items
@@ -469,7 +483,11 @@ def _truth(root: Path, scene: Scene) -> list[dict[str, Any]]:
         for y in years
     }
     layers["change-date"] = (scene.change_date, scene.geobox, -1,
-                             "day (since 1970-01-01) the pixel became built-up; -1: no change")
+                             "day (since 1970-01-01) the pixel first became built-up in the "
+                             "series (a building or rebuild completed); -1: never")
+    layers["demolition-date"] = (scene.demolition_date, scene.geobox, -1,
+                                 "day (since 1970-01-01) a demolition first left the pixel not "
+                                 "built-up in the series; -1: never")
     layers["building-id"] = (scene.building_id, scene.geobox, -1, "building id, 0 none")
     layers["building-id-vhr"] = (scene.building_id_vhr, scene.geobox_vhr, -1,
                                  "building id at VHR resolution, 0 none")
