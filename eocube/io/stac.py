@@ -32,6 +32,7 @@ EXT = {
     "raster": "https://stac-extensions.github.io/raster/v1.1.0/schema.json",
     "sar": "https://stac-extensions.github.io/sar/v1.0.0/schema.json",
     "sat": "https://stac-extensions.github.io/sat/v1.0.0/schema.json",
+    "view": "https://stac-extensions.github.io/view/v1.0.0/schema.json",
 }
 COG_TYPE = "image/tiff; application=geotiff; profile=cloud-optimized"
 LICENSE = "CC-BY-4.0"
