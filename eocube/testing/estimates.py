@@ -22,8 +22,10 @@ if TYPE_CHECKING:
 __all__ = ["TRUTH_COLUMNS", "CityInputs", "city_inputs", "test_spec"]
 
 #: Building columns that are the synthetic truth of the population model; DEFF must not see
-#: them (``occupancy`` is the hidden TAZ occupancy rate behind ``occupants``).
-TRUTH_COLUMNS = ("function", "occupants", "capacity", "habitability", "occupancy", "land_use")
+#: them (``occupancy`` is the hidden TAZ demand behind ``occupants``; the others are the
+#: dwellings and households of ``eocube.synth.households``).
+TRUTH_COLUMNS = ("function", "occupants", "residential_share", "dormitory", "dwellings",
+                 "second_homes", "households", "fill_months", "occupancy", "land_use")
 
 
 def test_spec() -> CitySpec:
