@@ -12,3 +12,14 @@ test: setup
 
 lint: setup
 	.venv/bin/ruff check .
+
+# the benchmarks with every reference they compare with (the `bench` extra), quick sizes;
+# each prints its own figures (benchmarks/README.md)
+bench: setup
+	.venv/bin/python -m pip install --quiet -e ".[bench]"
+	.venv/bin/python benchmarks/cluster_start.py --repeats 2
+	.venv/bin/python benchmarks/zonal.py --quick --repeats 3
+	.venv/bin/python benchmarks/change.py --quick
+	.venv/bin/python benchmarks/infer.py --quick
+	.venv/bin/python benchmarks/overlap.py
+	.venv/bin/python benchmarks/scaling.py --sizes 1 4
