@@ -60,9 +60,11 @@ if TYPE_CHECKING:  # pragma: no cover
     from shapely.geometry.base import BaseGeometry
 
 __all__ = [
+    "GridTile",
     "Tile",
     "TileGrid",
     "aoi_tile_geobox",
+    "grid_tiles",
     "iter_tile_batches",
     "plan_tiles",
     "read_manifest",
@@ -527,6 +529,96 @@ def tile_id_of(geobox: GeoBox, /, *, grid: TileGrid = TileGrid()) -> str:
     zone = ("UPSN" if epsg == 32661 else "UPSS" if epsg == 32761
             else f"{epsg % 100:02d}{'N' if epsg < 32700 else 'S'}")
     return f"{zone}-{round(col):04d}-{round(row):04d}"
+
+
+# -- a run's grid on the tile grid ----------------------------------------------------------
+
+@dataclass(frozen=True)
+class GridTile:
+    """The part of a run's grid that one tile of the planner's grid covers.
+
+    ``rows`` and ``cols`` are the pixel slices of the run's grid it spans (the tiles of a grid
+    partition it: every pixel in exactly one tile); ``geobox`` is that part's GeoBox, a
+    slice of the run's, so its pixels are the run grid's pixels.
+    """
+
+    id: str
+    rows: slice
+    cols: slice
+    geobox: GeoBox
+
+    def halo(self, shape: tuple[int, int], px: int, /) -> tuple[slice, slice]:
+        """The tile's rows and columns grown by ``px`` pixels on every side, within ``shape``
+        (the run grid's ``(ny, nx)``): the context a model needs at the tile's edges."""
+        ny, nx = shape
+        return (slice(max(0, self.rows.start - px), min(ny, self.rows.stop + px)),
+                slice(max(0, self.cols.start - px), min(nx, self.cols.stop + px)))
+
+
+def grid_tiles(geobox: GeoBox, /, *, grid: TileGrid = TileGrid()) -> list[GridTile]:
+    """Split a run's GeoBox on the tile grid: the tiles of ``grid`` it overlaps, each with
+    the pixels of ``geobox`` it covers, in row-major order from the north-west.
+
+    In UTM or UPS the tiles are the planner's (:func:`plan_tiles`), with its ids; in another
+    projected CRS the same grid (edges on multiples of the tile size in that CRS's
+    coordinates) is named ``EPSG{code}-{column}-{row}``. A GeoBox no larger than one tile in
+    either direction is not split: one tile, the whole grid, with the id of the tile at its
+    north-west corner.
+
+    Raises
+    ------
+    GridError
+        The GeoBox is rotated or its pixels are not ``grid.resolution`` metres.
+
+    Examples
+    --------
+    >>> from odc.geo.geobox import GeoBox
+    >>> gb = GeoBox.from_bbox((200_000, 2_500_000, 201_280, 2_501_280), "EPSG:32650",
+    ...                       resolution=10)
+    >>> [(t.id, t.geobox.shape.yx) for t in grid_tiles(gb, grid=TileGrid(tile_px=100))]
+    ... # doctest: +NORMALIZE_WHITESPACE
+    [('50N-0200-2501', (28, 100)), ('50N-0201-2501', (28, 28)),
+     ('50N-0200-2500', (100, 100)), ('50N-0201-2500', (100, 28))]
+    """
+    a = geobox.affine
+    if a.b or a.d or a.a <= 0 or a.e >= 0:
+        raise GridError(f"the run's grid {a} is rotated or not north up: it cannot be split on "
+                        "a tile grid")
+    if not (math.isclose(a.a, grid.resolution) and math.isclose(-a.e, grid.resolution)):
+        raise GridError(f"the run's pixels are {a.a:g} × {-a.e:g} m, the tile grid's "
+                        f"{grid.resolution:g} m: plan the tiles at the run's resolution")
+    epsg = geobox.crs.epsg if geobox.crs is not None else None
+    if epsg is not None and (32601 <= epsg <= 32660 or 32701 <= epsg <= 32760):
+        prefix = f"{epsg % 100:02d}{'N' if epsg < 32700 else 'S'}"
+    elif epsg in (32661, 32761):
+        prefix = "UPSN" if epsg == 32661 else "UPSS"
+    else:
+        prefix = f"EPSG{epsg}" if epsg is not None else "GRID"
+    ny, nx = geobox.shape.yx
+    size, res = grid.size, grid.resolution
+
+    def cuts(origin: float, n: int, sign: int) -> list[tuple[int, int, int]]:
+        """(grid index, first pixel, end pixel) of each tile along one axis."""
+        # pixel k spans origin + sign·k·res …; a tile edge falls at a multiple of size
+        lo, hi = sorted((origin, origin + sign * n * res))
+        out = []
+        for g in range(math.floor(lo / size + 1e-9), math.ceil(hi / size - 1e-9)):
+            e0, e1 = (g * size, (g + 1) * size) if sign > 0 else ((g + 1) * size, g * size)
+            p0 = max(0, round((e0 - origin) / (sign * res)))
+            p1 = min(n, round((e1 - origin) / (sign * res)))
+            if p1 > p0:
+                out.append((g, p0, p1))
+        return out
+
+    if nx <= grid.tile_px and ny <= grid.tile_px:
+        col, row = math.floor(a.c / size + 1e-9), math.floor(a.f / size - 1e-9)
+        return [GridTile(f"{prefix}-{col:04d}-{row:04d}", slice(0, ny), slice(0, nx), geobox)]
+    tiles = []
+    for row, r0, r1 in cuts(a.f, ny, -1)[::-1]:  # north first
+        for col, c0, c1 in cuts(a.c, nx, 1):
+            tiles.append(GridTile(f"{prefix}-{col:04d}-{row:04d}", slice(r0, r1),
+                                  slice(c0, c1), geobox[r0:r1, c0:c1]))
+    return tiles
 
 
 # -- waves ----------------------------------------------------------------------------------

@@ -38,9 +38,9 @@ DEPENDS: dict[str, tuple[str, ...]] = {
 #: the configuration sections each stage's result depends on (its hash covers these)
 PARAMS: dict[str, tuple[str, ...]] = {
     "search": ("catalog", "city", "aoi", "dates", "sensors"),
-    "cubes": ("resolution", "chunk", "cloud_cover"),
-    "inference": ("models", "inference"),
-    "change": ("change",),
+    "cubes": ("resolution", "chunk", "cloud_cover", "tiling"),
+    "inference": ("models", "inference", "tiling"),
+    "change": ("change", "tiling"),
     "buildings": ("vectors", "buildings"),
     "zones": ("vectors",),
     "features": (),
@@ -98,6 +98,15 @@ class InferenceConfig(_Strict):
     device: str = "auto"
 
 
+class TilingConfig(_Strict):
+    """How a large AOI is processed: split on the planner's tile grid (``eocube.pipeline.aoi``,
+    tiles of ``tile_px`` pixels at the run's resolution) when the run's grid is larger than one
+    tile, and the raster stages (cubes, inference, change) run tile by tile, each tile
+    committed before the next, then merged. ``tile_px: null`` never splits."""
+
+    tile_px: Annotated[int, Field(ge=16, le=65536)] | None = 1024
+
+
 class ChangeConfig(_Strict):
     ccdc: bool = True
     threshold: Annotated[float, Field(gt=0, lt=1)] = 0.5
@@ -147,6 +156,7 @@ class RunConfig(_Strict):
     cloud_cover: Annotated[float, Field(ge=0, le=100)] = 60.0
     models: ModelsConfig = ModelsConfig()
     inference: InferenceConfig = InferenceConfig()
+    tiling: TilingConfig = TilingConfig()
     change: ChangeConfig = ChangeConfig()
     buildings: BuildingsConfig = BuildingsConfig()
     estimates: EstimatesConfig = EstimatesConfig()

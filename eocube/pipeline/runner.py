@@ -1,6 +1,14 @@
 """The resumable runner: stages in flow order over one run folder, each committed as data, then
 its checksums, then its manifest entry; a killed run redoes only what is missing or stale.
 
+A stage may work tile by tile (:meth:`StageContext.each_tile`): each tile's outputs are
+written, checksummed and entered in the stage's manifest record before the next tile starts,
+so a rerun with the same stage hash skips the committed tiles and redoes only the others. A
+stage (or tile) in which a chunk failed to be written is ``incomplete``, not done: the next run
+retries it (only the failed chunks, the stores resuming) and the stages reading it rerun once
+it is complete. Every failure is appended to ``failures.jsonl`` in the run folder the moment
+the driver learns of it, so a killed run keeps its records.
+
 A run folder is eocube's own: it carries a marker file from its creation, a lock held while a
 run writes into it, a ``manifest.json`` (status per stage, config hash, output checksums,
 seconds) and a ``run.log``. Nothing outside a folder eocube created is ever written or
@@ -17,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -25,12 +33,15 @@ from eocube.errors import ConfigError, EocubeError
 from eocube.io import file_sha256, write_json
 from eocube.pipeline.config import DEPENDS, RunConfig, stage_hash
 
-__all__ = ["MARKER", "RunFolder", "RunResult", "StageContext", "run_stages"]
+__all__ = ["FAILURES_LOG", "MARKER", "RunFolder", "RunResult", "StageContext", "read_failure_log",
+           "run_stages"]
 
 MARKER = ".eocube-run"
 LOCK = ".eocube.lock"
 MANIFEST = "manifest.json"
 LOG = "run.log"
+#: every failure recorded by a run, one JSON object a line, appended as it is recorded
+FAILURES_LOG = "failures.jsonl"
 
 
 class RunLocked(EocubeError, BlockingIOError):
@@ -55,6 +66,53 @@ def tree_sha256(path: Path) -> str:
     for f in sorted(p for p in path.rglob("*") if p.is_file()):
         h.update(f"{f.relative_to(path).as_posix()}\0{file_sha256(f)}\n".encode())
     return h.hexdigest()
+
+
+def append_jsonl(path: Path, record: Mapping[str, Any], /) -> None:
+    """Append one JSON line to ``path`` and flush it to disk (a killed process keeps it)."""
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_failure_log(root: str | os.PathLike[str], /) -> list[dict[str, Any]]:
+    """The failures a run folder's ``failures.jsonl`` holds, oldest first (a line cut short
+    by a killed process is left out)."""
+    path = Path(root) / FAILURES_LOG
+    if not path.exists():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        with contextlib.suppress(ValueError):
+            out.append(json.loads(line))
+    return out
+
+
+def _dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    seen, out = set(), []
+    for r in records:
+        key = json.dumps(r, sort_keys=True, default=str)
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out
+
+
+def _intact(folder: RunFolder, outputs: Mapping[str, str]) -> bool:
+    """Whether every output still exists with its recorded checksum."""
+    for rel, sha in outputs.items():
+        p = folder.root / rel
+        if not p.exists() or tree_sha256(p) != sha:
+            return False
+    return True
+
+
+#: stage statuses whose outputs were committed (an incomplete one lacks failed chunks)
+COMMITTED = ("done", "incomplete")
 
 
 def _eocube_archive(path: Path) -> bool:
@@ -133,7 +191,12 @@ class RunFolder:
 @dataclasses.dataclass
 class StageContext:
     """What a stage gets: the configuration, its folder, the outputs of the stages before it,
-    a logger and the Dask client (None with the threaded scheduler)."""
+    a logger and the Dask client (None with the threaded scheduler).
+
+    A tiled stage hands its tiles to :meth:`each_tile`; ``tiles`` holds the tile records
+    (committed by an earlier attempt with the same stage hash, and by this one), ``tile`` the
+    tile being processed, ``commit`` writes the stage's manifest record (set by the runner).
+    """
 
     config: RunConfig
     folder: RunFolder
@@ -144,6 +207,83 @@ class StageContext:
     properties: dict[str, Any] = dataclasses.field(default_factory=dict)
     failures: list[dict[str, Any]] = dataclasses.field(default_factory=list)
     progress: Callable[[int, int], None] | None = None
+    hash: str = ""
+    tiles: dict[str, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    tiles_ran: list[str] = dataclasses.field(default_factory=list)
+    tiles_skipped: list[str] = dataclasses.field(default_factory=list)
+    tile: str | None = None
+    tile_fresh: bool = True
+    commit: Callable[[], None] | None = None
+    tile_outputs: dict[str, str] = dataclasses.field(default_factory=dict)
+
+    def record_failure(self, failure: Mapping[str, Any], /) -> None:
+        """Record a failure of this stage (of the tile being processed, if any): kept for the
+        manifest and appended to the run folder's ``failures.jsonl`` at once."""
+        rec = {**failure, **({"tile": self.tile} if self.tile is not None else {})}
+        self.failures.append(rec)
+        append_jsonl(self.folder.root / FAILURES_LOG,
+                     {"stage": self.name, "hash": self.hash, "recorded": now(),
+                      "pid": os.getpid(), **rec})
+
+    def tile_output(self, tile: str, name: str, /, *, title: str | None = None) -> Path:
+        """The path of output ``name`` of ``tile`` (``<stage>/tiles/<tile>/<name>``),
+        registered for the tile's checksum; confined to the stage's folder."""
+        d = self.dir / "tiles" / tile
+        path = (d / name).resolve()
+        if Path(name).is_absolute() or Path(tile).name != tile or not path.is_relative_to(
+                d.resolve()):
+            raise ConfigError(f"output name {name!r} of tile {tile!r} of stage {self.name!r} "
+                              "leaves the tile's folder; give a plain file name")
+        d.mkdir(parents=True, exist_ok=True)
+        self.tile_outputs[f"{self.name}/tiles/{tile}/{name}"] = title or name
+        return d / name
+
+    def each_tile(self, tiles: Iterable[str], work: Callable[[str], None], /) -> None:
+        """Run ``work(tile)`` for each tile, committing each before the next.
+
+        A tile committed by an earlier attempt of this stage (same stage hash, outputs intact)
+        is skipped and its failure records kept. Any other tile runs: its outputs are written
+        by ``work`` (paths from :meth:`tile_output`), then checksummed, then its record is
+        entered in the stage's manifest entry. A tile in which a chunk failed is recorded
+        ``incomplete``: the next run retries it, resuming its stores (``tile_fresh`` is False
+        then; True for a tile started from nothing, whose stores are written anew).
+        """
+        tiles = list(tiles)
+        for i, tid in enumerate(tiles, 1):
+            rec = self.tiles.get(tid)
+            if rec and rec.get("status") == "done" and _intact(self.folder, rec["outputs"]):
+                self.tiles_skipped.append(tid)
+                self.failures.extend(rec.get("failures", []))
+                self.log.info("stage %s: skipped tile %s (committed)", self.name, tid)
+                continue
+            # an incomplete tile resumes: what its earlier attempt wrote stays, and so do the
+            # records of it; its failed chunks are retried (recorded again if they fail again)
+            resume = bool(rec) and rec.get("status") == "incomplete"
+            carried = [f for f in rec.get("failures", []) if f.get("kind") != "chunk"] \
+                if resume else []
+            n0 = len(self.failures)
+            self.tile, self.tile_fresh, self.tile_outputs = tid, not resume, {}
+            t0 = time.perf_counter()
+            try:
+                work(tid)
+            finally:
+                self.tile = None
+            new = self.failures[n0:]
+            failures = _dedupe(carried + new)
+            del self.failures[n0:]
+            self.failures.extend(failures)
+            # commit: the tile's data is written; now its checksums, then its manifest record
+            sums = {rel: tree_sha256(self.folder.root / rel) for rel in self.tile_outputs}
+            status = "incomplete" if any(f.get("kind") == "chunk" for f in new) else "done"
+            dt = time.perf_counter() - t0
+            self.tiles[tid] = {"status": status, "outputs": sums, "failures": failures,
+                               "seconds": round(dt, 2), "finished": now()}
+            if self.commit is not None:
+                self.commit()
+            self.tiles_ran.append(tid)
+            self.log.info("stage %s: tile %s %s in %.1f s (%d of %d)", self.name, tid,
+                          "committed" if status == "done" else "incomplete (chunks failed)",
+                          dt, i, len(tiles))
 
     @property
     def dir(self) -> Path:
@@ -165,13 +305,13 @@ class StageContext:
         """Whether an earlier ``stage`` committed an output ``name`` (optional outputs: VHR
         footprints exist only where a VHR image does)."""
         entry = self.folder.manifest()["stages"].get(stage, {})
-        return entry.get("status") == "done" and f"{stage}/{name}" in entry.get("outputs", {})
+        return entry.get("status") in COMMITTED and f"{stage}/{name}" in entry.get("outputs", {})
 
     def input(self, stage: str, name: str, /) -> Path:
         """The path of output ``name`` of an earlier ``stage`` (which must have committed it)."""
         entry = self.folder.manifest()["stages"].get(stage, {})
         rel = f"{stage}/{name}"
-        if entry.get("status") != "done" or rel not in entry.get("outputs", {}):
+        if entry.get("status") not in COMMITTED or rel not in entry.get("outputs", {}):
             raise StageFailed(f"stage {self.name!r} needs {rel!r}, which stage {stage!r} has "
                               "not committed; run it first (add it to stages:)")
         return self.folder.root / rel
@@ -180,7 +320,8 @@ class StageContext:
 @dataclasses.dataclass(frozen=True)
 class RunResult:
     """What a run did: ``status`` (completed, completed_with_errors, failed), the stages run
-    and skipped, seconds per stage, and the run folder."""
+    and skipped, seconds per stage, the run folder, and for each tiled stage that ran the
+    tiles it ran and skipped (``tiles[stage] = {"ran": (...), "skipped": (...)}``)."""
 
     root: Path
     status: str
@@ -188,6 +329,7 @@ class RunResult:
     skipped: tuple[str, ...]
     seconds: dict[str, float]
     failures: tuple[dict[str, Any], ...]
+    tiles: dict[str, dict[str, tuple[str, ...]]] = dataclasses.field(default_factory=dict)
 
 
 Stage = Callable[[StageContext], None]
@@ -201,11 +343,13 @@ def stage_code(fn: Stage) -> str:
 def _up_to_date(folder: RunFolder, entry: Mapping[str, Any] | None, h: str) -> bool:
     if not entry or entry.get("status") != "done" or entry.get("hash") != h:
         return False
-    for rel, sha in entry.get("outputs", {}).items():
-        p = folder.root / rel
-        if not p.exists() or tree_sha256(p) != sha:
-            return False
-    return True
+    return _intact(folder, entry.get("outputs", {}))
+
+
+def _downstream_hash(entry: Mapping[str, Any]) -> str:
+    """The hash the stages reading a committed stage see: an incomplete stage's differs from
+    the same stage complete, so its readers rerun once its failed chunks are written."""
+    return entry["hash"] if entry.get("status") == "done" else f"{entry['hash']}:incomplete"
 
 
 def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: logging.Logger,
@@ -218,8 +362,10 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
     For each stage: its hash (configuration sections and upstream hashes) is compared with the
     manifest; an up-to-date stage whose outputs still match their checksums is skipped, any
     other stage runs, then its outputs' checksums and its manifest entry are written, in that
-    order. A stage that raises marks the run ``failed`` with the reason; the stages committed
-    before it stay committed.
+    order. A tiled stage commits tile by tile (:meth:`StageContext.each_tile`); rerun with
+    the same hash it skips the committed tiles. A stage that recorded a failed chunk ends
+    ``incomplete`` and is retried by the next run. A stage that raises marks the run
+    ``failed`` with the reason; the stages and tiles committed before it stay committed.
 
     Parameters
     ----------
@@ -244,9 +390,10 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
                      "started": now(), "pid": os.getpid()})
     manifest.setdefault("failures", [])
     folder.write_manifest(manifest)
-    hashes: dict[str, str] = {n: e["hash"] for n, e in manifest["stages"].items()
-                              if e.get("status") == "done"}
+    hashes: dict[str, str] = {n: _downstream_hash(e) for n, e in manifest["stages"].items()
+                              if e.get("status") in COMMITTED}
     ran, skipped, seconds = [], [], {}
+    tiles: dict[str, dict[str, tuple[str, ...]]] = {}
     for name in config.stage_list:
         for dep in DEPENDS[name]:
             if dep not in config.stage_list and dep not in hashes:
@@ -263,17 +410,29 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
             hashes[name] = h
             continue
         ctx = StageContext(config, folder, name, log, client,
-                           progress=progress(name) if progress else None)
+                           progress=progress(name) if progress else None, hash=h)
+        if entry and entry.get("hash") == h:
+            # an earlier attempt of this very stage: its committed tiles stand, and the records
+            # of what it wrote (not its failed chunks, which are retried) carry over
+            ctx.tiles = dict(entry.get("tiles", {}))
+            ctx.failures.extend(_dedupe([
+                {k: v for k, v in f.items() if k not in ("stage", "hash", "recorded", "pid")}
+                for f in read_failure_log(folder.root)
+                if f.get("stage") == name and f.get("hash") == h and "tile" not in f
+                and f.get("kind") != "chunk"]))
         log.info("stage %s: running (hash %s)", name, h)
         t0 = time.perf_counter()
-        manifest["stages"][name] = {"status": "running", "hash": h, "started": now()}
+        live = {"status": "running", "hash": h, "started": now(), "tiles": ctx.tiles}
+        manifest["stages"][name] = live
         folder.write_manifest(manifest)
+
+        ctx.commit = lambda: folder.write_manifest(manifest)  # live["tiles"] is ctx.tiles
         try:
             fn(ctx)
         except BaseException as e:
             reason = f"stage {name!r} failed: {type(e).__name__}: {e}".splitlines()[0]
             manifest["stages"][name] = {"status": "failed", "hash": h, "reason": reason,
-                                        "finished": now()}
+                                        "tiles": ctx.tiles, "finished": now()}
             manifest.update({"status": "failed", "reason": reason, "finished": now()})
             folder.write_manifest(manifest)
             log.error(reason)
@@ -283,16 +442,25 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
         if items:
             items(ctx, sums)
         dt = time.perf_counter() - t0
-        manifest["stages"][name] = {"status": "done", "hash": h, "outputs": sums,
+        incomplete = any(f.get("kind") == "chunk" for f in ctx.failures)
+        manifest["stages"][name] = {"status": "incomplete" if incomplete else "done",
+                                    "hash": h, "outputs": sums,
                                     "titles": ctx.outputs, "properties": ctx.properties,
-                                    "seconds": round(dt, 2), "finished": now()}
+                                    "seconds": round(dt, 2), "finished": now(),
+                                    **({"tiles": ctx.tiles} if ctx.tiles else {})}
         manifest["failures"] = [f for f in manifest["failures"] if f.get("stage") != name]
         manifest["failures"] += [{"stage": name, **f} for f in ctx.failures]
         folder.write_manifest(manifest)
-        hashes[name] = h
+        hashes[name] = _downstream_hash(manifest["stages"][name])
         ran.append(name)
         seconds[name] = round(dt, 2)
-        log.info("stage %s: done in %.1f s (%d outputs)", name, dt, len(sums))
+        if ctx.tiles:
+            tiles[name] = {"ran": tuple(ctx.tiles_ran), "skipped": tuple(ctx.tiles_skipped)}
+            log.info("stage %s: %d tiles ran, %d skipped (committed)", name,
+                     len(ctx.tiles_ran), len(ctx.tiles_skipped))
+        log.info("stage %s: %s in %.1f s (%d outputs)", name,
+                 "incomplete (chunks failed; the next run retries them)" if incomplete
+                 else "done", dt, len(sums))
         if on_stage:
             on_stage(name, "ran", dt)
     status = "completed_with_errors" if manifest["failures"] else "completed"
@@ -300,4 +468,4 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
     manifest.pop("reason", None)
     folder.write_manifest(manifest)
     return RunResult(folder.root, status, tuple(ran), tuple(skipped), seconds,
-                     tuple(manifest["failures"]))
+                     tuple(manifest["failures"]), tiles)
