@@ -1,40 +1,37 @@
-"""Training data from the synthetic city, shaped as cubes are: xarray Datasets with one variable
-per band on the city's GeoBox, and truth rasters beside them.
+"""Training data from the synthetic city, loaded as inference sees it: the city's STAC archive
+(``eocube.synth.build_city``) read through ``eocube.cube`` (``load`` with the catalog's
+profiles, the pipeline's masks, ``eocube.cube.composite.yearly_median``), truth rasters from
+the archive's ``truth/`` beside them.
 
-Everything comes from ``eocube.synth.sensors.Scene`` in memory. ``composite_inputs`` is the one
-function to swap for loading the same composites from a STAC archive with ``eocube.cube``.
+Nothing here reads the simulator's internals: a city is its archive, so a change to how the
+world is simulated reaches the models through the same files the pipeline reads.
 
 Truth is taken at the temporal middle of each composite window (1 July for a yearly
 composite): a median over a year shows the surface as it stood mid-year, so labels at the end
 of the year would call buildings finished in the second half "built" where the image shows
-none.
+none. The archive holds built-up at the end of each year and the day each pixel became
+built-up; built-up on 1 July is the first without the pixels that changed after that day.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
+import tempfile
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import shapely
 import xarray as xr
 from odc.geo.geobox import GeoBox
-from odc.geo.xr import xr_coords
 
-from eocube.synth import CitySpec, make_world, resolve_spec
-from eocube.synth.build import ntl_months, s1_dates, s1_orbit, s2_dates
-from eocube.synth.sensors import (
-    S1_NODATA,
-    S2_BANDS,
-    S2_BOA_ADD_OFFSET,
-    S2_QUANTIFICATION,
-    SCL_CLOUD_AND_SHADOW,
-    SCL_NO_DATA,
-    Scene,
-    apply_affine,
-)
+from eocube.catalog import open_archive
+from eocube.synth import CitySpec, build_city, read_truth, resolve_spec
 
+S2_BANDS = ("B02", "B03", "B04", "B08", "B11", "B12")
 S1_BANDS = ("vv", "vh")
 VHR_BANDS = ("red", "green", "blue")
 #: the cities the shipped weights were trained on, and the held-out one they are measured on
@@ -43,6 +40,11 @@ HELD_OUT_SEED = 1
 #: the city (seed, landscape) whose imagery, without labels, MMCR adapts to: another landscape
 UNLABELLED_CITY = (4, "arid")
 STOCK_CELL_M = 100
+#: the archive collections each input comes from
+S2_COLLECTION, S1_COLLECTION = "sentinel-2-l2a", "sentinel-1-rtc"
+NTL_COLLECTION, VHR_COLLECTION = "viirs-ntl-monthly", "eocube-synth-vhr"
+#: bumped when what ``load_city`` derives from an archive changes (invalidates caches)
+_CACHE_VERSION = 2
 
 
 def city_spec(landscape: str = "temperate") -> CitySpec:
@@ -55,140 +57,119 @@ def city_spec(landscape: str = "temperate") -> CitySpec:
     return spec
 
 
-def _coords(gb: GeoBox) -> dict[str, xr.DataArray]:
-    return xr_coords(gb, crs_coord_name="spatial_ref")
+def _items(archive: Path, collection: str) -> list[dict[str, Any]]:
+    return list(open_archive(archive).items(collection))
 
 
-def _year_window(dates: pd.DatetimeIndex, year: int) -> np.ndarray:
-    return np.flatnonzero(dates.year == year)
+def s2_grid(archive: str | Path, /, *, resolution: float = 10.0) -> GeoBox:
+    """The grid composites are made on: the archive's Sentinel-2 items at ``resolution``, as
+    the pipeline's cubes stage chooses it."""
+    from eocube.cube import load
+
+    items = _items(Path(archive), S2_COLLECTION)
+    return load(items, bands=["SCL"], resolution=resolution, chunks={}).odc.geobox
 
 
-def s2_composite(scene: Scene, year: int) -> xr.Dataset:
-    """Median of the cloud-free Sentinel-2 reflectances of ``year`` per band, at 10 m.
+def composite_inputs(archive: str | Path, /, *, geobox: GeoBox | None = None,
+                     chunks: dict[str, int] | None = None) -> xr.Dataset:
+    """The yearly S2 + S1 composites of a city archive: variables B02 … B12, vv, vh on
+    (time, y, x), one step per year, lazy.
 
-    Cloud, cloud shadow and cirrus (SCL 3, 8, 9, 10) and no-data are masked
-    (:func:`eocube.cube.mask_clouds`) and the year's median taken
-    (:func:`eocube.cube.composite`), as on a loaded cube; 20 m bands are repeated onto the
-    10 m grid (nearest), as the cube loader does.
+    The pipeline's cubes stage made over the whole archive: each year's items loaded with
+    ``eocube.cube.load`` (the catalog's profiles scale S2 to reflectance and S1 to linear
+    power, nodata NaN, 20 m bands resampled onto ``geobox`` by the profile's method), S2
+    masked with ``mask_clouds`` (SCL no data, saturated, shadow, clouds, cirrus), S1 with
+    ``mask_s1``, and the year's median taken (``eocube.cube.composite.yearly_median``).
+    ``geobox`` defaults to ``s2_grid(archive)``.
     """
-    from eocube.cube.masks import mask_clouds
+    from eocube.cube.composite import yearly_median
+    from eocube.cube.masks import mask_clouds, mask_s1
 
-    dates = s2_dates(scene.world.spec)
-    window = _year_window(dates, year)
-    stacks: dict[str, list[np.ndarray]] = {b: [] for b in (*S2_BANDS, "SCL")}
-    for i in window:
-        sc = scene.s2_scene(int(i), dates[i])
-        scl10 = _to_10m(sc["SCL"])
-        stacks["SCL"].append(scl10)
-        for b in S2_BANDS:
-            dn = sc[b] if sc[b].shape == scl10.shape else _to_10m(sc[b])
-            stacks[b].append((dn.astype("float32") + S2_BOA_ADD_OFFSET) / S2_QUANTIFICATION)
-    gb = scene.geobox
-    series = xr.Dataset(
-        {b: (("time", "y", "x"), np.stack(v), {"units": "1"} if b != "SCL" else {})
-         for b, v in stacks.items()},
-        coords={**_coords(gb), "time": dates[window].tz_localize(None)})
-    masked = mask_clouds(series, classes=(SCL_NO_DATA, *SCL_CLOUD_AND_SHADOW))
-    return _year_median(masked, year)
+    archive = Path(archive)
+    gb = geobox if geobox is not None else s2_grid(archive)
+    ch = dict(chunks or {"x": 1024, "y": 1024})
+    parts = [yearly_median(_items(archive, S2_COLLECTION), bands=[*S2_BANDS, "SCL"], geobox=gb,
+                           chunks=ch, mask=mask_clouds),
+             yearly_median(_items(archive, S1_COLLECTION), bands=list(S1_BANDS), geobox=gb,
+                           chunks=ch, mask=mask_s1)]
+    comp = xr.merge(parts, join="inner", compat="override")
+    return comp.astype("float32").assign_attrs(composite="yearly median")
 
 
-def s1_composite(scene: Scene, year: int) -> xr.Dataset:
-    """Median Sentinel-1 backscatter (VV, VH; linear power, NaN where no data) of ``year``
-    (:func:`eocube.cube.composite`)."""
-    spec = scene.world.spec
-    dates = s1_dates(spec)
-    window = _year_window(dates, year)
-    stacks: dict[str, list[np.ndarray]] = {b: [] for b in S1_BANDS}
-    for i in window:
-        sc = scene.s1_scene(int(i), dates[i], orbit=s1_orbit(int(i)))
-        for b in S1_BANDS:
-            stacks[b].append(np.where(sc[b] == S1_NODATA, np.nan, sc[b]))  # nodata: NaN at load
-    series = xr.Dataset(
-        {b: (("time", "y", "x"), np.stack(v), {"units": "linear power"})
-         for b, v in stacks.items()},
-        coords={**_coords(scene.geobox), "time": dates[window].tz_localize(None)})
-    return _year_median(series, year)
-
-
-def _to_10m(a: np.ndarray) -> np.ndarray:
-    """A 20 m band on the 10 m grid: each pixel repeated 2 × 2 (nearest)."""
-    return np.repeat(np.repeat(a, 2, axis=0), 2, axis=1)
-
-
-def _year_median(series: xr.Dataset, year: int) -> xr.Dataset:
-    """The per-pixel median of a year's (time, y, x) float series, NaN ignored, on (y, x)."""
+def _year(comp: xr.Dataset, year: int) -> xr.Dataset:
+    """One year of ``composite_inputs`` on (y, x), in memory, as the models take it."""
     import warnings
 
-    from eocube.cube.composite import composite
-
+    times = pd.DatetimeIndex(comp["time"].values)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
-        med = composite(series, period="year", stat="median").isel(time=0, drop=True)
-    return xr.Dataset({b: v.astype("float32") for b, v in med.data_vars.items()},
-                      coords=med.coords, attrs={"composite": f"median {year}"})
+        one = comp.isel(time=int(np.flatnonzero(times.year == year)[0]), drop=True).load()
+    return one.assign_attrs({"composite": f"median {year}"})
 
 
-def composite_inputs(scene: Scene, year: int) -> xr.Dataset:
-    """The yearly S2 + S1 composite of the city: variables B02 … B12, vv, vh on (y, x).
-
-    This is the seam to ``eocube.cube``: replace it with loading the archive's S2 and S1
-    collections, masking with SCL, taking the yearly median and aligning S1 on the S2 grid.
-    """
-    return xr.merge([s2_composite(scene, year), s1_composite(scene, year)], compat="override",
-                    join="exact")
-
-
-def builtup_truth(scene: Scene, year: int) -> xr.DataArray:
-    """Built-up (uint8 0/1, roof fraction ≥ 0.5) on 1 July of ``year``, on the 10 m grid."""
-    t = pd.Timestamp(f"{year}-07-01")
-    a = (scene.builtup_fraction(t) >= 0.5).astype("uint8")
-    return xr.DataArray(a, dims=("y", "x"), coords=_coords(scene.geobox), name="builtup")
+def builtup_truth(archive: str | Path, year: int, /) -> xr.DataArray:
+    """Built-up (uint8 0/1, roof fraction ≥ 0.5) on 1 July of ``year``, on the 10 m grid:
+    the archive's built-up at the end of the year less the pixels whose change date is
+    later than 1 July."""
+    end = read_truth(archive, f"builtup-{year}")
+    changed = read_truth(archive, "change-date")
+    july = int((pd.Timestamp(f"{year}-07-01") - pd.Timestamp("1970-01-01")).days)
+    a = ((end == 1) & ~(changed > july)).astype("uint8")
+    return a.rename("builtup").assign_attrs({})
 
 
-def vhr_image(scene: Scene) -> tuple[xr.DataArray, xr.DataArray]:
-    """The VHR RGB image at the end of the series and its building mask (uint8 0/1)."""
-    spec = scene.world.spec
-    t = pd.Timestamp(spec.end, tz="UTC") + pd.Timedelta(hours=3)
-    rgb = scene.vhr_rgb(t)
-    b = scene.world.buildings
-    standing = b["building_id"].to_numpy()[
-        b["built_date"].to_numpy() <= np.datetime64(t.tz_localize(None))]
-    mask = np.isin(scene.building_id_vhr, standing).astype("uint8")
-    c = _coords(scene.geobox_vhr)
-    img = xr.DataArray(rgb, dims=("band", "y", "x"), coords={**c, "band": list(VHR_BANDS)},
-                       name="vhr")
-    return img, xr.DataArray(mask, dims=("y", "x"), coords=c, name="building")
+def vhr_image(archive: str | Path, /) -> tuple[xr.DataArray, xr.DataArray]:
+    """The archive's latest VHR RGB image (band, y, x) and its building mask (uint8 0/1: a
+    truth building standing at the image's date)."""
+    from eocube.cube import load
+
+    items = _items(Path(archive), VHR_COLLECTION)
+    cube = load(items, bands=list(VHR_BANDS), chunks={}).isel(time=-1)
+    t = pd.Timestamp(cube["time"].values)
+    img = cube.to_dataarray("band").drop_vars("time").rename("vhr")
+    img = img.assign_coords(band=list(VHR_BANDS)).load()
+    bid = read_truth(archive, "building-id-vhr")
+    b = read_truth(archive, "buildings")
+    up = b["built_date"].to_numpy() <= np.datetime64(t)
+    if "demolished_date" in b:  # world v2: a demolished building no longer stands
+        up &= ~(b["demolished_date"].to_numpy() <= np.datetime64(t))
+    standing = b["building_id"].to_numpy()[up]
+    mask = xr.DataArray(np.isin(bid.to_numpy(), standing).astype("uint8"), dims=bid.dims,
+                        coords=bid.coords, name="building")
+    return img, mask
 
 
-def stock_cells(scene: Scene, *, cell_m: int = STOCK_CELL_M) -> xr.Dataset:
-    """Per grid cell: material stock (t, buildings by centroid) and the monthly NTL series.
+def stock_cells(archive: str | Path, /, *, cell_m: int = STOCK_CELL_M,
+                geobox: GeoBox | None = None) -> xr.Dataset:
+    """Per grid cell: material stock (t, truth buildings by centroid) and the monthly NTL
+    series.
 
-    ``stock_t`` is on (y, x) of the ``cell_m`` grid; ``ntl`` (nW·cm⁻²·sr⁻¹) on
-    (time, y, x), reprojected bilinearly from the 15″ grid.
+    ``stock_t`` is on (y, x) of the ``cell_m`` grid over ``geobox`` (default:
+    ``s2_grid(archive)``); ``ntl`` (nW·cm⁻²·sr⁻¹) on (time, y, x), the archive's monthly
+    items loaded on their 15″ grid and reprojected bilinearly, as the pipeline's stock stage
+    does.
     """
     from odc.geo.xr import xr_reproject
 
-    w = scene.world
-    gb = w.geobox(float(cell_m))
-    b = w.buildings
+    from eocube.cube import load
+
+    archive = Path(archive)
+    gb = (geobox if geobox is not None else s2_grid(archive)).zoom_to(resolution=float(cell_m))
+    b = read_truth(archive, "buildings")
     cen = shapely.centroid(b.geometry.values)
-    col, row = apply_affine(~gb.transform, shapely.get_x(cen), shapely.get_y(cen))
+    inv = ~gb.transform
+    col, row = inv * (shapely.get_x(cen), shapely.get_y(cen))
     col, row = np.floor(col).astype(int), np.floor(row).astype(int)
     ok = (col >= 0) & (col < gb.shape.x) & (row >= 0) & (row < gb.shape.y)
     stock = np.bincount(row[ok] * gb.shape.x + col[ok],
                         weights=b["stock_total_t"].to_numpy()[ok],
                         minlength=gb.shape.x * gb.shape.y).reshape(gb.shape.yx)
-    months = ntl_months(w.spec)
-    layers = []
-    for i, m in enumerate(months):
-        end = m + pd.offsets.MonthEnd(0) + pd.Timedelta(hours=23, minutes=59, seconds=59)
-        layers.append(scene.ntl_month(i, end))
-    ng = scene.ntl_geobox
-    ntl = xr.DataArray(np.stack(layers), dims=("time", *ng.dimensions),
-                       coords={**_coords(ng), "time": months.tz_localize(None)})
-    ntl_cells = xr_reproject(ntl, gb, resampling="bilinear")
-    return xr.Dataset({"stock_t": (("y", "x"), stock.astype("float32"), {"units": "t"}),
-                       "ntl": ntl_cells.astype("float32")}, coords=_coords(gb))
+    ntl = load(_items(archive, NTL_COLLECTION), bands=["radiance"], chunks={})["radiance"]
+    ntl_cells = xr_reproject(ntl.load(), gb, resampling="bilinear").astype("float32")
+    out = xr.Dataset({"ntl": ntl_cells.drop_vars("spatial_ref", errors="ignore")},
+                     coords=ntl_cells.coords)
+    out["stock_t"] = (ntl_cells.odc.spatial_dims, stock.astype("float32"), {"units": "t"})
+    return out[["stock_t", "ntl"]]
 
 
 @dataclasses.dataclass
@@ -205,32 +186,79 @@ class CityData:
     spec: CitySpec | None = None  # what it was simulated from (None: made by the caller)
 
 
+def read_city(archive: str | Path, /, *, seed: int | None = None,
+              spec: CitySpec | None = None) -> CityData:
+    """Everything the models need from a city archive, in memory: yearly composites
+    (``composite_inputs``), built-up on 1 July of each year, the VHR image and its building
+    mask, and the stock cells. ``seed`` defaults to the archive manifest's."""
+    archive = Path(archive)
+    seed = int(open_archive(archive).manifest["seed"]) if seed is None else seed
+    gb = s2_grid(archive)
+    comp = composite_inputs(archive, geobox=gb)
+    years = tuple(int(y) for y in pd.DatetimeIndex(comp["time"].values).year)
+    return CityData(seed, years, {y: _year(comp, y) for y in years},
+                    {y: builtup_truth(archive, y) for y in years}, *vhr_image(archive),
+                    stock_cells(archive, geobox=gb), spec)
+
+
+def city_key(seed: int, spec: CitySpec, /) -> str:
+    """The cache folder name of a city: preset, size, seed and a digest of the whole spec."""
+    fields = json.dumps({k: str(v) for k, v in dataclasses.asdict(spec).items()},
+                        sort_keys=True)
+    digest = hashlib.sha256(f"{_CACHE_VERSION}:{fields}".encode()).hexdigest()[:10]
+    return f"{spec.name}-{spec.size_m}-seed{seed}-{digest}"
+
+
+def city_archive(seed: int, /, *, spec: CitySpec | None = None,
+                 cache_dir: str | Path, workers: int = 1) -> Path:
+    """The city's STAC archive under ``cache_dir``, built with ``eocube.synth.build_city`` the
+    first time it is asked for (a complete archive found there is reused)."""
+    spec = spec or city_spec()
+    path = Path(cache_dir) / city_key(seed, spec) / "archive"
+    if not (path / "manifest.json").exists():
+        build_city(path, preset=spec, seed=seed, workers=workers, overwrite=path.exists())
+    return path
+
+
 def load_city(seed: int, /, *, spec: CitySpec | None = None,
               cache_dir: str | Path | None = None) -> CityData:
-    """Simulate (or read from ``cache_dir``) everything the models need from one city."""
+    """Build the city's STAC archive (or find it in ``cache_dir``) and load everything the
+    models need from it through ``eocube.cube`` (``read_city``).
+
+    With ``cache_dir`` the archive stays there (``<cache_dir>/<city_key>/archive``) and what
+    is loaded from it is kept beside it as Zarr, so a second call reads it back; without it the
+    archive is built in a temporary folder and removed once loaded.
+    """
     spec = spec or city_spec()
-    years = tuple(range(spec.start.year, spec.end.year + 1))
-    root = Path(cache_dir) / f"{spec.name}-{spec.size_m}-seed{seed}" if cache_dir else None
-    if root is not None and (root / "done").exists():
-        def rd(name: str) -> xr.Dataset:
-            return xr.open_zarr(root / f"{name}.zarr", consolidated=False).load()
-        return CityData(seed, years, {y: rd(f"inputs-{y}") for y in years},
-                        {y: rd(f"builtup-{y}")["builtup"] for y in years},
-                        rd("vhr")["vhr"], rd("building")["building"], rd("cells"), spec)
-    scene = Scene(make_world(spec, seed=seed))
-    city = CityData(seed, years, {y: composite_inputs(scene, y) for y in years},
-                    {y: builtup_truth(scene, y) for y in years}, *vhr_image(scene),
-                    stock_cells(scene), spec)
-    if root is not None:
-        root.mkdir(parents=True, exist_ok=True)
-        parts = {**{f"inputs-{y}": city.inputs[y] for y in years},
-                 **{f"builtup-{y}": city.builtup[y].to_dataset() for y in years},
-                 "vhr": city.vhr.to_dataset(), "building": city.building.to_dataset(),
-                 "cells": city.cells}
-        for name, ds in parts.items():
-            ds.to_zarr(root / f"{name}.zarr", mode="w", consolidated=False)
-        (root / "done").touch()
+    if cache_dir is None:
+        with tempfile.TemporaryDirectory(prefix="eocube-city-") as d:
+            return read_city(city_archive(seed, spec=spec, cache_dir=d), seed=seed, spec=spec)
+    root = Path(cache_dir) / city_key(seed, spec)
+    if (root / "done").exists():
+        return _read_cached(root, seed, spec)
+    city = read_city(city_archive(seed, spec=spec, cache_dir=cache_dir), seed=seed, spec=spec)
+    parts = {**{f"inputs-{y}": city.inputs[y] for y in city.years},
+             **{f"builtup-{y}": city.builtup[y].to_dataset() for y in city.years},
+             "vhr": city.vhr.to_dataset(), "building": city.building.to_dataset(),
+             "cells": city.cells}
+    for name, ds in parts.items():
+        ds.to_zarr(root / f"{name}.zarr", mode="w", consolidated=False)
+    (root / "years").write_text(json.dumps(list(city.years)))
+    (root / "done").touch()
     return city
+
+
+def _read_cached(root: Path, seed: int, spec: CitySpec) -> CityData:
+    import odc.geo.xr  # noqa: F401 - the .odc accessor on what is read back
+
+    years = tuple(json.loads((root / "years").read_text()))
+
+    def rd(name: str) -> xr.Dataset:
+        return xr.open_zarr(root / f"{name}.zarr", consolidated=False).load()
+
+    return CityData(seed, years, {y: rd(f"inputs-{y}") for y in years},
+                    {y: rd(f"builtup-{y}")["builtup"] for y in years},
+                    rd("vhr")["vhr"], rd("building")["building"], rd("cells"), spec)
 
 
 def as_array(ds: xr.Dataset, bands: tuple[str, ...] | list[str]) -> np.ndarray:

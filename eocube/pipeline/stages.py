@@ -10,15 +10,14 @@ layers, as they would for a real city.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 import xarray as xr
 
 from eocube.errors import ConfigError
-from eocube.pipeline.runner import StageContext
+from eocube.pipeline.runner import StageContext, StageFailed
 
 __all__ = ["buildings_stage", "change_stage", "cubes_stage", "estimates_stage",
            "features_stage", "inference_stage", "search_stage", "zones_stage"]
@@ -64,44 +63,114 @@ def read_items(ctx: StageContext, sensor: str) -> list[dict[str, Any]]:
 
 # ---- cubes --------------------------------------------------------------------------------
 
-def yearly_median(items: list[dict[str, Any]], /, *, bands: list[str], geobox: Any,
-                  chunks: dict[str, int], mask: Callable[[xr.Dataset], xr.Dataset],
-                  loaded: list[xr.Dataset] | None = None) -> xr.Dataset:
-    """The masked median of each calendar year of ``items`` on ``geobox``.
+def stage_tiles(ctx: StageContext, geobox: Any, /) -> list[Any]:
+    """The tiles the raster stages work in: the run's grid split on the planner's tile grid
+    (:func:`eocube.pipeline.aoi.grid_tiles`, ``tiling.tile_px``) when it is larger than one
+    tile; an empty list (the grid in one piece) otherwise."""
+    from eocube.pipeline.aoi import TileGrid, grid_tiles
 
-    Each year is loaded with its dates in one chunk, so a task reads a spatial chunk's whole
-    year and reduces it where it was read: on a cluster no per-date chunk travels between
-    workers (a median over per-date chunks made the two-worker LocalCluster 2× slower than
-    threads). The values are those of ``composite(mask(load(items)), period="year")``.
-    With ``loaded`` (a list), the years are loaded with ``on_error="nan"`` (a failed read
-    leaves its pixels out of the median) and each year's cube is appended to it, for
-    ``read_failures(cube, compute=False)`` once the median is written.
-    """
-    from eocube.cube import FAILURES, load
-    from eocube.cube.composite import composite
+    px = ctx.config.tiling.tile_px
+    if px is None:
+        return []
+    tiles = grid_tiles(geobox, grid=TileGrid(tile_px=px, resolution=abs(geobox.resolution.x)))
+    if len(tiles) < 2:
+        return []
+    ctx.properties["eocube:tiles"] = [
+        {"id": t.id, "rows": [t.rows.start, t.rows.stop], "cols": [t.cols.start, t.cols.stop],
+         "bbox": [float(v) for v in t.geobox.extent.boundingbox]} for t in tiles]
+    ctx.properties["eocube:tile_px"] = px
+    return tiles
 
-    years: dict[int, list[dict[str, Any]]] = {}
-    for it in items:  # by the year of the solar day, as load(groupby="solar_day") labels it
+
+def mosaic(ctx: StageContext, tiles: list[Any], name: str, /, *, geobox: Any,
+           chunks: dict[str, int]) -> Any:
+    """Merge the tiles' outputs ``name`` into one Zarr store ``name`` of the stage on the run's
+    ``geobox`` (its own coordinates), chunked as the untiled output is, written anew.
+
+    The values are the tiles' values, moved not recomputed: a per-pixel stage's mosaic equals
+    its untiled output bit for bit."""
+    from odc.geo.xr import xr_coords
+
+    parts = {t.id: xr.open_zarr(ctx.folder.root / ctx.name / "tiles" / t.id / name,
+                                consolidated=True, decode_coords="all") for t in tiles}
+    first = parts[tiles[0].id]
+    for tid, part in parts.items():
+        if "time" in part.dims and not np.array_equal(part["time"].values,
+                                                       first["time"].values):
+            raise StageFailed(f"stage {ctx.name!r}: tile {tid} of {name} has other time steps "
+                              f"than tile {tiles[0].id}; the tiles cannot be merged")
+    rows = []
+    for r in sorted({t.rows.start for t in tiles}):
+        row = sorted((t for t in tiles if t.rows.start == r), key=lambda t: t.cols.start)
+        rows.append(xr.concat([parts[t.id] for t in row], dim="x", coords="minimal",
+                              compat="override", join="override"))
+    ds = xr.concat(rows, dim="y", coords="minimal", compat="override", join="override")
+    ds = ds.assign_coords(xr_coords(geobox))  # the run grid's coordinates, bit for bit
+    ds.attrs = {k: v for k, v in ds.attrs.items() if not str(k).startswith("eocube_")}
+    return write_zarr(ctx, ds.chunk({d: c for d, c in chunks.items() if d in ds.dims}), name,
+                      mode="w")
+
+
+def items_over(items: list[dict[str, Any]], geobox: Any, /) -> list[dict[str, Any]]:
+    """The items whose footprint meets ``geobox`` (a tile): the others hold no pixel of it,
+    and leaving them out of its load leaves its values as they are (a median ignores the
+    empty layers) while sparing their reads. Should that leave a year without an item, the
+    tile keeps every item, so each tile has the same yearly steps as the whole grid."""
+    import shapely
+    from odc.geo.geom import Geometry
+
+    def year(it: dict[str, Any]) -> int:  # as the composites group them (by solar day)
         t = pd.Timestamp(it["properties"].get("datetime")
                          or it["properties"].get("start_datetime"))
         lon = (it["bbox"][0] + it["bbox"][2]) / 2 if it.get("bbox") else 0.0
-        years.setdefault((t + pd.Timedelta(hours=lon / 15.0)).year, []).append(it)
-    out = []
-    for _, group in sorted(years.items()):
-        cube = load(group, bands=bands, geobox=geobox, chunks={**chunks, "time": -1},
-                    on_error="raise" if loaded is None else "nan")
-        if loaded is not None:
-            loaded.append(cube)
-            cube = cube.drop_vars(FAILURES)
-        out.append(composite(mask(cube), period="year", stat="median"))
-    return xr.concat(out, dim="time")
+        return (t + pd.Timedelta(hours=lon / 15.0)).year
+
+    area = geobox.extent.to_crs("EPSG:4326").geom
+    keep = [it for it in items if it.get("geometry") is None
+            or shapely.intersects(Geometry(it["geometry"], "EPSG:4326").geom, area)]
+    return keep if {year(it) for it in keep} == {year(it) for it in items} else items
+
+
+def composites(ctx: StageContext, s2_items: list[dict[str, Any]], gb: Any,
+               ch: dict[str, int], /) -> tuple[xr.Dataset, list[xr.Dataset]]:
+    """The yearly S2 (and S1) composites on the GeoBox ``gb`` (the run's grid or a tile of
+    it), lazily, and the loaded cubes whose read failures are recorded once it is written."""
+    from eocube.cube.composite import yearly_median
+    from eocube.cube.masks import mask_clouds, mask_s1
+
+    cfg = ctx.config
+    loaded: list[xr.Dataset] = []  # read failures leave pixels out and are recorded
+    parts = [yearly_median(s2_items, bands=list(SENSORS["s2"][1]), geobox=gb, chunks=ch,
+                           mask=mask_clouds, loaded=loaded)]
+    if "s1" in cfg.sensors:
+        parts.append(yearly_median(items_over(read_items(ctx, "s1"), gb),
+                                   bands=list(S1_BANDS), geobox=gb,
+                                   chunks=ch, mask=mask_s1, loaded=loaded))
+    comp = xr.merge(parts, join="inner", compat="override").astype("float32")
+    comp.attrs = {"composite": "yearly median", "sensors": ",".join(
+        s for s in ("s2", "s1") if s in cfg.sensors)}
+    return comp, loaded
+
+
+def record_read_failures(ctx: StageContext, loaded: list[xr.Dataset], /) -> None:
+    """Record the read failures of cubes whose results were written (in the run folder at
+    once, see :meth:`StageContext.record_failure`)."""
+    from eocube.cube import read_failures
+
+    for cube in loaded:
+        for f in read_failures(cube, compute=False):
+            ctx.record_failure({**f, "kind": "read", "time": f["time"].isoformat()})
+            ctx.log.warning("read failure (%s): item %s asset %s at %s", f["class"],
+                            f["item"], f["asset"], f["href"])
 
 
 def cubes_stage(ctx: StageContext) -> None:
     """Yearly composites on one GeoBox: S2 (cloud-masked median) and S1 (median) at the
-    configured resolution; NTL yearly and monthly on its own grid; mobile signal; VHR."""
-    from eocube.cube import load, read_failures
-    from eocube.cube.masks import mask_clouds, mask_s1
+    configured resolution; NTL yearly and monthly on its own grid; mobile signal; VHR.
+
+    A grid larger than one tile (``tiling``) is composited tile by tile, each tile committed
+    before the next, then merged into ``composites.zarr``."""
+    from eocube.cube import load
 
     cfg = ctx.config
     ch = {"x": cfg.chunk, "y": cfg.chunk}
@@ -109,22 +178,23 @@ def cubes_stage(ctx: StageContext) -> None:
         raise ConfigError("sensors: the cubes stage needs 's2' (it defines the grid)")
     s2_items = read_items(ctx, "s2")
     gb = load(s2_items, bands=["SCL"], resolution=cfg.resolution, chunks=ch).odc.geobox
-    loaded: list[xr.Dataset] = []  # read failures leave pixels out and are recorded
-    parts = [yearly_median(s2_items, bands=list(SENSORS["s2"][1]), geobox=gb, chunks=ch,
-                           mask=mask_clouds, loaded=loaded)]
-    if "s1" in cfg.sensors:
-        parts.append(yearly_median(read_items(ctx, "s1"), bands=list(S1_BANDS), geobox=gb,
-                                   chunks=ch, mask=mask_s1, loaded=loaded))
-    comp = xr.merge(parts, join="inner", compat="override").astype("float32")
-    comp.attrs = {"composite": "yearly median", "sensors": ",".join(
-        s for s in ("s2", "s1") if s in cfg.sensors)}
-    report = write_zarr(ctx, comp.chunk({"time": 1}), "composites.zarr")
+    tiles = stage_tiles(ctx, gb)
+    if tiles:
+        by_id = {t.id: t for t in tiles}
+
+        def work(tid: str) -> None:
+            gt = by_id[tid].geobox
+            comp, loaded = composites(ctx, items_over(s2_items, gt), gt, ch)
+            write_zarr(ctx, comp.chunk({"time": 1}), "composites.zarr", tile=tid)
+            record_read_failures(ctx, loaded)
+
+        ctx.each_tile(by_id, work)
+        report = mosaic(ctx, tiles, "composites.zarr", geobox=gb, chunks={"time": 1, **ch})
+    else:
+        comp, loaded = composites(ctx, s2_items, gb, ch)
+        report = write_zarr(ctx, comp.chunk({"time": 1}), "composites.zarr")
+        record_read_failures(ctx, loaded)
     ctx.properties["eocube:composite_chunks"] = report.chunks_total
-    for cube in loaded:
-        for f in read_failures(cube, compute=False):
-            ctx.failures.append({**f, "kind": "read", "time": f["time"].isoformat()})
-            ctx.log.warning("read failure (%s): item %s asset %s at %s", f["class"],
-                            f["item"], f["asset"], f["href"])
     if "ntl" in cfg.sensors:
         ntl = load(read_items(ctx, "ntl"), bands=["radiance"], chunks={})
         write_zarr(ctx, ntl[["radiance"]].astype("float32").chunk({"time": -1}), "ntl_monthly.zarr")
@@ -139,17 +209,26 @@ def cubes_stage(ctx: StageContext) -> None:
             write_zarr(ctx, vhr.astype("float32"), "vhr.zarr")
 
 
-def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /) -> Any:
+def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /, *,
+               tile: str | None = None, mode: Literal["resume", "w"] | None = None) -> Any:
     """Write a stage output to Zarr, chunk by chunk and resumable, reporting progress. A chunk
     that fails (even one that kills every worker it is given) is recorded in the run's
-    failures and left unwritten; the run goes on and ends ``completed_with_errors``."""
+    failures (and its ``failures.jsonl`` at once) and left unwritten; the stage ends
+    ``incomplete``, the run ``completed_with_errors``, and the next run retries the chunk.
+
+    With ``tile``, the output is that tile's (``<stage>/tiles/<tile>/<name>``), written anew
+    unless the tile resumes an incomplete attempt (``mode`` overrides either choice)."""
     from eocube.io import to_zarr
 
-    report = to_zarr(data, ctx.output(name), stac=False, progress=ctx.progress,
+    path = ctx.output(name) if tile is None else ctx.tile_output(tile, name)
+    if mode is None:
+        mode = "w" if tile is not None and ctx.tile_fresh else "resume"
+    rel = f"{ctx.name}/{name}" if tile is None else f"{ctx.name}/tiles/{tile}/{name}"
+    report = to_zarr(data, path, mode=mode, stac=False, progress=ctx.progress,
                      on_error="record")
     for f in report.chunks_failed:
-        ctx.failures.append({"kind": "chunk", "output": f"{ctx.name}/{name}", **f})
-        ctx.log.warning("chunk %s of %s/%s failed: %s", f["chunk"], name, f["variable"],
+        ctx.record_failure({"kind": "chunk", "output": rel, **f})
+        ctx.log.warning("chunk %s of %s/%s failed: %s", f["chunk"], rel, f["variable"],
                         f["error"])
     return report
 
@@ -164,19 +243,52 @@ def open_zarr(ctx: StageContext, stage: str, name: str) -> xr.Dataset:
 
 def inference_stage(ctx: StageContext) -> None:
     """Built-up probability per year (the fusion model), new built-up between the first and
-    last year (the change model), building probability on the VHR image where one exists."""
+    last year (the change model), building probability on the VHR image where one exists.
+
+    On a tiled grid (``tiling``) each tile is predicted from the composites around it (a halo
+    of ``inference.overlap`` pixels, the model's context at the tile's edges), cropped to the
+    tile and committed, then the tiles are merged; the result equals the untiled one within
+    the tiled-inference tolerance (``tests/pipeline/test_tiles.py`` measures it)."""
     from eocube.infer import predict, predict_change
     cfg = ctx.config
     m, inf = cfg.models, cfg.inference
     kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device}
     comp = open_zarr(ctx, "cubes", "composites.zarr")
-    prob = predict({"s1": comp, "s2": comp}, m.builtup, **kw)
-    rep = write_zarr(ctx, prob.rename("builtup").chunk({"time": 1}), "builtup.zarr")
+    gb = comp.odc.geobox
+    tiles = stage_tiles(ctx, gb)
+    two = comp.sizes["time"] >= 2
+    if tiles:
+        by_id = {t.id: t for t in tiles}
+
+        def work(tid: str) -> None:
+            t = by_id[tid]
+            ys, xs = t.halo(gb.shape.yx, inf.overlap)
+            sub = comp.isel(y=ys, x=xs)
+            crop = {"y": slice(t.rows.start - ys.start, t.rows.stop - ys.start),
+                    "x": slice(t.cols.start - xs.start, t.cols.stop - xs.start)}
+            p = predict({"s1": sub, "s2": sub}, m.builtup, **kw).isel(crop)
+            write_zarr(ctx, p.rename("builtup").chunk({"time": 1}), "builtup.zarr", tile=tid)
+            if two:
+                c = predict_change(sub.isel(time=[0]), sub.isel(time=[-1]), m.change,
+                                   **kw).isel(crop)
+                write_zarr(ctx, c.rename("new_builtup"), "change.zarr", tile=tid)
+
+        ctx.each_tile(by_id, work)
+        ch = {"time": 1, "y": cfg.chunk, "x": cfg.chunk}
+        rep = mosaic(ctx, tiles, "builtup.zarr", geobox=gb, chunks=ch)
+        prob = xr.open_zarr(ctx.dir / "builtup.zarr")["builtup"]
+        if two:
+            mosaic(ctx, tiles, "change.zarr", geobox=gb, chunks=ch)
+            chg = xr.open_zarr(ctx.dir / "change.zarr")["new_builtup"]
+    else:
+        prob = predict({"s1": comp, "s2": comp}, m.builtup, **kw)
+        rep = write_zarr(ctx, prob.rename("builtup").chunk({"time": 1}), "builtup.zarr")
+        if two:
+            chg = predict_change(comp.isel(time=[0]), comp.isel(time=[-1]), m.change, **kw)
+            write_zarr(ctx, chg.rename("new_builtup"), "change.zarr")
     ctx.properties["eocube:builtup_chunks"] = rep.chunks_total
     ctx.properties["eocube:weights_sha256"] = {m.builtup: prob.attrs.get("weights_sha256")}
-    if comp.sizes["time"] >= 2:
-        chg = predict_change(comp.isel(time=[0]), comp.isel(time=[-1]), m.change, **kw)
-        write_zarr(ctx, chg.rename("new_builtup"), "change.zarr")
+    if two:
         ctx.properties["eocube:weights_sha256"][m.change] = chg.attrs.get("weights_sha256")
     if m.buildings and "vhr" in cfg.sensors:
         if not ctx.has("cubes", "vhr.zarr"):
@@ -189,31 +301,66 @@ def inference_stage(ctx: StageContext) -> None:
 
 # ---- change -------------------------------------------------------------------------------
 
-def change_stage(ctx: StageContext) -> None:
-    """Year of first built-up from the yearly built-up maps; CCDC breaks over the S2 series."""
-    cfg = ctx.config
-    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
-    built = prob >= cfg.change.threshold
+def builtup_change(prob: xr.DataArray, /, *, threshold: float) -> xr.Dataset:
+    """Per pixel, from yearly built-up probabilities: the first year mapped built-up
+    (``builtup_year``, -1 never) and new built-up between the first and last year."""
+    built = prob >= threshold
     years = pd.DatetimeIndex(prob["time"].values).year
     year_of = xr.DataArray(np.asarray(years, dtype="int16"), dims="time")
     year = year_of.where(built).min("time").fillna(-1).astype("int16")
     new = (built.isel(time=-1) & ~built.isel(time=0)).astype("uint8")
     out = xr.Dataset({"builtup_year": year, "new_builtup": new})
     out["builtup_year"].attrs = {"nodata": -1, "long_name": "first year mapped built-up"}
-    write_zarr(ctx, out.chunk({d: cfg.chunk for d in ("y", "x")}), "builtup_change.zarr")
-    if cfg.change.ccdc:
-        from eocube.change import ccdc
-        from eocube.cube import load
-        from eocube.cube.qa import mask_s2
+    return out
 
-        s2 = load(read_items(ctx, "s2"), bands=list(SENSORS["s2"][1]),
-                  resolution=cfg.resolution, chunks={"x": 256, "y": 256, "time": -1})
-        refl = mask_s2(s2)  # its qa_class lets ccdc run pyccd's snow / insufficient-clear rules
-        seg = ccdc(refl, bands=["B03", "B04", "B08", "B11"])
-        first_break = seg["break"].isel(segment=0)
-        res = xr.Dataset({"n_breaks": seg["n_breaks"].astype("int16"),
-                          "first_break": first_break})
-        write_zarr(ctx, res, "ccdc.zarr")
+
+def ccdc_breaks(ctx: StageContext, geobox: Any | None = None, /) -> xr.Dataset:
+    """CCDC over the masked S2 series (on ``geobox``, a tile of the run's grid, or the whole
+    grid at the configured resolution): the number of breaks and the first break."""
+    from eocube.change import ccdc
+    from eocube.cube import load
+    from eocube.cube.qa import mask_s2
+
+    cfg = ctx.config
+    where = {"geobox": geobox} if geobox is not None else {"resolution": cfg.resolution}
+    s2 = load(read_items(ctx, "s2"), bands=list(SENSORS["s2"][1]),
+              chunks={"x": 256, "y": 256, "time": -1}, **where)
+    refl = mask_s2(s2)  # its qa_class lets ccdc run pyccd's snow / insufficient-clear rules
+    seg = ccdc(refl, bands=["B03", "B04", "B08", "B11"])
+    first_break = seg["break"].isel(segment=0)
+    return xr.Dataset({"n_breaks": seg["n_breaks"].astype("int16"),
+                       "first_break": first_break})
+
+
+def change_stage(ctx: StageContext) -> None:
+    """Year of first built-up from the yearly built-up maps; CCDC breaks over the S2 series.
+
+    Both are per pixel: on a tiled grid (``tiling``) each tile is computed and committed
+    alone, and the merged outputs equal the untiled ones bit for bit."""
+    cfg = ctx.config
+    prob = open_zarr(ctx, "inference", "builtup.zarr")["builtup"]
+    gb = prob.odc.geobox
+    sp = {d: cfg.chunk for d in ("y", "x")}
+    tiles = stage_tiles(ctx, gb)
+    if tiles:
+        by_id = {t.id: t for t in tiles}
+
+        def work(tid: str) -> None:
+            t = by_id[tid]
+            out = builtup_change(prob.isel(y=t.rows, x=t.cols), threshold=cfg.change.threshold)
+            write_zarr(ctx, out.chunk(sp), "builtup_change.zarr", tile=tid)
+            if cfg.change.ccdc:
+                write_zarr(ctx, ccdc_breaks(ctx, t.geobox), "ccdc.zarr", tile=tid)
+
+        ctx.each_tile(by_id, work)
+        mosaic(ctx, tiles, "builtup_change.zarr", geobox=gb, chunks=sp)
+        if cfg.change.ccdc:
+            mosaic(ctx, tiles, "ccdc.zarr", geobox=gb, chunks={"y": 256, "x": 256})
+        return
+    out = builtup_change(prob, threshold=cfg.change.threshold)
+    write_zarr(ctx, out.chunk(sp), "builtup_change.zarr")
+    if cfg.change.ccdc:
+        write_zarr(ctx, ccdc_breaks(ctx), "ccdc.zarr")
 
 
 def grid_of(ctx: StageContext) -> Any:
@@ -236,7 +383,7 @@ def read_table(ctx: StageContext, stage: str, name: str) -> Any:
 def buildings_stage(ctx: StageContext) -> None:
     """Open-map footprints + VHR-derived footprints; floors, height and structure estimated."""
     from eocube.io import to_geoparquet
-    from eocube.pipeline.buildings import estimate_floors, infer_structure, merge_footprints
+    from eocube.pipeline.buildings import floors_from_height, infer_structure, merge_footprints
     from eocube.pipeline.openmap import building_hints, config_layer
 
     cfg = ctx.config
@@ -253,10 +400,25 @@ def buildings_stage(ctx: StageContext) -> None:
                                  simplify=1.0)
     b = merge_footprints(osm[["osm_id", "levels", "function_hint", "geometry"]], derived,
                          min_area=cfg.buildings.min_area_m2)
-    fl = estimate_floors(b, b["levels"])
+    height = None
+    if cfg.buildings.height_model and "s1" in cfg.sensors:  # else floors from the neighbours
+        from eocube.pipeline.buildings import predict_height
+
+        inf = cfg.inference
+        comp = open_zarr(ctx, "cubes", "composites.zarr").isel(time=[-1])
+        height = predict_height(read_items(ctx, "s1"), comp, cfg.buildings.height_model,
+                                tile=inf.tile, overlap=inf.overlap, device=inf.device).load()
+        write_zarr(ctx, height.rename("height").chunk({"x": cfg.chunk, "y": cfg.chunk}),
+                   "height.zarr")
+        ctx.properties["eocube:weights_sha256"] = {
+            cfg.buildings.height_model: height.attrs.get("weights_sha256")}
+    fl = floors_from_height(b, b["levels"], height,
+                            storey_height_m=cfg.buildings.storey_height_m)
     b["floors"] = fl["floors"]
     b["floors_source"] = fl["floors_source"]
-    b["height"] = b["floors"] * cfg.buildings.storey_height_m
+    b["height_model_m"] = fl["height_model_m"]
+    b["height"] = np.where(b["floors_source"] == "height_model", b["height_model_m"],
+                           b["floors"] * cfg.buildings.storey_height_m)
     b["structure"] = infer_structure(b["floors"], b["function_hint"])
     to_geoparquet(b, ctx.output("buildings.parquet", title="building footprints"))
     ctx.properties["eocube:buildings"] = {

@@ -60,16 +60,18 @@ def test_ntl_loglog_regression_recovers_power_law():
 # ---- top-down with the shipped regressors ---------------------------------------------------
 
 @pytest.fixture(scope="module")
-def held_out():
-    """The held-out model city (seed 1): its 100 m cells and last-year S2 composite (~5 s)."""
+def held_out(request, tmp_path_factory):
+    """The held-out model city (seed 1) read from its archive as training reads it: its 100 m
+    cells and last-year composite (the archive is built once, ~2.5 min, and kept in pytest's
+    cache)."""
     pytest.importorskip("torch")
-    from eocube.models.data import HELD_OUT_SEED, city_spec, s2_composite, stock_cells
-    from eocube.synth import make_world
-    from eocube.synth.sensors import Scene
+    from eocube.models.data import HELD_OUT_SEED, load_city
 
-    spec = city_spec()
-    scene = Scene(make_world(spec, seed=HELD_OUT_SEED))
-    return stock_cells(scene), s2_composite(scene, spec.end.year)
+    cache = getattr(request.config, "cache", None)
+    where = (cache.mkdir("eocube-model-cities") if cache is not None
+             else tmp_path_factory.mktemp("model-cities"))
+    city = load_city(HELD_OUT_SEED, cache_dir=where)
+    return city.cells, city.inputs[city.years[-1]]
 
 
 @pytest.fixture(scope="module")

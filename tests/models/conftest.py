@@ -14,9 +14,10 @@ def _few_threads():
 
 
 @pytest.fixture(scope="session")
-def tiny_city():
-    """The tiny preset city (1.28 km, 128 × 128 px at 10 m) as training data."""
-    from eocube.models.data import load_city
+def tiny_city(tiny_archive):
+    """The tiny preset city (1.28 km, 128 × 128 px at 10 m) as training data, read from the
+    session's tiny archive as ``load_city`` reads the archive it builds."""
+    from eocube.models.data import read_city
     from eocube.synth import resolve_spec
 
-    return load_city(0, spec=resolve_spec("tiny"))
+    return read_city(tiny_archive, spec=resolve_spec("tiny"))

@@ -1,74 +1,115 @@
-"""The training composites go through eocube.cube (masks, composite) with the numbers the
-shipped weights were trained on: equal, bit for bit, to the hand-written medians before."""
+"""The training data is the city's archive read through eocube.cube: the yearly composites the
+pipeline's cubes stage makes, truth from the archive's truth/ on 1 July."""
 
 from __future__ import annotations
 
+import shutil
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
-import xarray as xr
 
-from eocube.models.data import s1_composite, s1_dates, s1_orbit, s2_composite, s2_dates
-from eocube.synth import make_world, resolve_spec
-from eocube.synth.sensors import (
-    S1_NODATA,
+from eocube.catalog import open_archive
+from eocube.cube import load
+from eocube.models.data import (
+    S1_BANDS,
     S2_BANDS,
-    S2_BOA_ADD_OFFSET,
-    S2_QUANTIFICATION,
-    SCL_CLOUD_AND_SHADOW,
-    Scene,
+    city_key,
+    load_city,
+    s2_grid,
 )
+from eocube.synth import read_truth, resolve_spec
+
+#: SCL classes the pipeline's mask_clouds removes: no data, saturated, shadow, clouds, cirrus
+SCL_BAD = (0, 1, 3, 8, 9, 10)
 
 
-def _nanmedian(layers: list[np.ndarray]) -> np.ndarray:
+def _items(archive, cid, year):
+    return [it for it in open_archive(archive).items(cid)
+            if pd.Timestamp(it["properties"]["datetime"]).year == year]
+
+
+def _nanmedian(a: np.ndarray) -> np.ndarray:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
-        return np.nanmedian(np.stack(layers), axis=0).astype("float32")
-
-
-def _s2_reference(scene: Scene, year: int) -> dict[str, np.ndarray]:
-    """The composite as eocube.models.data computed it when the weights were trained."""
-    dates = s2_dates(scene.world.spec)
-    stacks: dict[str, list[np.ndarray]] = {b: [] for b in S2_BANDS}
-    for i in np.flatnonzero(dates.year == year):
-        sc = scene.s2_scene(int(i), dates[i])
-        bad20 = np.isin(sc["SCL"], (0, *SCL_CLOUD_AND_SHADOW))
-        bad10 = np.repeat(np.repeat(bad20, 2, axis=0), 2, axis=1)
-        for b in S2_BANDS:
-            dn = sc[b]
-            if dn.shape != bad10.shape:
-                dn = np.repeat(np.repeat(dn, 2, axis=0), 2, axis=1)
-            r = (dn.astype("float32") + S2_BOA_ADD_OFFSET) / S2_QUANTIFICATION
-            stacks[b].append(np.where(bad10, np.nan, r))
-    return {b: _nanmedian(v) for b, v in stacks.items()}
-
-
-def _s1_reference(scene: Scene, year: int) -> dict[str, np.ndarray]:
-    dates = s1_dates(scene.world.spec)
-    stacks: dict[str, list[np.ndarray]] = {b: [] for b in ("vv", "vh")}
-    for i in np.flatnonzero(dates.year == year):
-        sc = scene.s1_scene(int(i), dates[i], orbit=s1_orbit(int(i)))
-        for b in stacks:
-            stacks[b].append(np.where(sc[b] == S1_NODATA, np.nan, sc[b]))
-    return {b: _nanmedian(v) for b, v in stacks.items()}
-
-
-@pytest.fixture(scope="module")
-def scene() -> Scene:
-    return Scene(make_world(resolve_spec("tiny"), seed=3))
+        return np.nanmedian(a, axis=0).astype("float32")
 
 
 @pytest.mark.parametrize("year", [2020, 2021])
-def test_composites_are_the_ones_the_weights_were_trained_on(scene, year):
-    s2, s1 = s2_composite(scene, year), s1_composite(scene, year)
-    for got, ref in ((s2, _s2_reference(scene, year)), (s1, _s1_reference(scene, year))):
-        assert list(got.data_vars) == list(ref)
-        assert got.attrs == {"composite": f"median {year}"}
-        for b, want in ref.items():
-            assert got[b].dims == ("y", "x") and got[b].dtype == np.float32
-            np.testing.assert_array_equal(got[b].to_numpy(), want)  # NaN where NaN
-        assert got.odc.geobox == scene.geobox
-    assert np.isnan(_s2_reference(scene, year)["B04"]).sum() == int(s2["B04"].isnull().sum())
-    assert s2["B04"].attrs["units"] == "1" and s1["vv"].attrs["units"] == "linear power"
-    assert "time" not in s2.coords and isinstance(s2, xr.Dataset)
+def test_composites_are_masked_medians_of_the_loaded_archive(tiny_city, tiny_archive, year):
+    """Each year: the S2 series loaded from the archive, NaN where SCL is a bad class, its
+    median per pixel; S1 NaN where a band is not positive; computed here with numpy."""
+    gb = s2_grid(tiny_archive)
+    s2 = load(_items(tiny_archive, "sentinel-2-l2a", year), bands=[*S2_BANDS, "SCL"],
+              geobox=gb, chunks={}).load()
+    s1 = load(_items(tiny_archive, "sentinel-1-rtc", year), bands=list(S1_BANDS), geobox=gb,
+              chunks={}).load()
+    got = tiny_city.inputs[year]
+    assert list(got.data_vars) == [*S2_BANDS, *S1_BANDS]
+    assert got.odc.geobox == gb and got.attrs["composite"] == f"median {year}"
+    bad = np.isin(s2["SCL"].to_numpy(), SCL_BAD)
+    assert 0 < bad.mean() < 1  # clouds were masked, not nothing and not everything
+    for b in S2_BANDS:
+        want = _nanmedian(np.where(bad, np.nan, s2[b].to_numpy()))
+        assert got[b].dims == ("y", "x") and got[b].dtype == np.float32
+        np.testing.assert_allclose(got[b].to_numpy(), want, rtol=0, atol=1e-6)
+    s1_ok = np.all([np.isfinite(s1[b].to_numpy()) & (s1[b].to_numpy() > 0) for b in S1_BANDS],
+                   axis=0)
+    for b in S1_BANDS:
+        want = _nanmedian(np.where(s1_ok, s1[b].to_numpy(), np.nan))
+        np.testing.assert_allclose(got[b].to_numpy(), want, rtol=0, atol=1e-6)
+    assert float(np.nanmean(got["B04"])) == pytest.approx(0.1, abs=0.08)  # reflectance
+
+
+def test_builtup_is_the_truth_on_1_july(tiny_city, tiny_archive, tiny_world):
+    """1 July: the buildings finished by then (the world's own roof fraction ≥ 0.5); the
+    archive's end-of-year raster also counts those finished in the second half."""
+    from eocube.synth.sensors import Scene
+
+    scene = Scene(tiny_world)
+    later = 0
+    for year in tiny_city.years:
+        got = tiny_city.builtup[year]
+        want = scene.builtup_fraction(pd.Timestamp(f"{year}-07-01")) >= 0.5
+        assert got.dtype == np.uint8 and got.odc.geobox == tiny_city.inputs[year].odc.geobox
+        np.testing.assert_array_equal(got.to_numpy(), want.astype("uint8"))
+        end = read_truth(tiny_archive, f"builtup-{year}").to_numpy()
+        assert np.all(got.to_numpy() <= end)
+        later += int((end > got.to_numpy()).sum())
+    assert later > 0  # the mid-year rule changes labels on this city
+
+
+def test_vhr_building_mask_and_stock_cells(tiny_city, tiny_archive):
+    b = read_truth(tiny_archive, "buildings")
+    bid = read_truth(tiny_archive, "building-id-vhr").to_numpy()
+    vhr, mask = tiny_city.vhr, tiny_city.building
+    assert vhr.dims == ("band", "y", "x") and list(vhr["band"].values) == ["red", "green", "blue"]
+    assert vhr.odc.geobox == mask.odc.geobox and mask.dtype == np.uint8
+    assert 0 < float(vhr.max()) <= 255
+    np.testing.assert_array_equal(mask.to_numpy() == 1, bid > 0)  # all built by the image date
+    cells = tiny_city.cells
+    assert cells.odc.geobox == s2_grid(tiny_archive).zoom_to(resolution=100.0)
+    assert float(cells["stock_t"].sum()) == pytest.approx(float(b["stock_total_t"].sum()),
+                                                          rel=1e-5)
+    assert cells["ntl"].dims == ("time", "y", "x") and cells.sizes["time"] == 24
+    assert float(cells["ntl"].mean()) > 0
+
+
+def test_load_city_builds_once_and_caches(tiny_city, tiny_archive, tmp_path):
+    spec = resolve_spec("tiny")
+    arch = tmp_path / city_key(0, spec) / "archive"
+    shutil.copytree(tiny_archive, arch)  # as if built by an earlier call: not built again
+    first = load_city(0, spec=spec, cache_dir=tmp_path)
+    assert (arch.parent / "done").exists()
+    shutil.rmtree(arch)  # the second call reads what the first kept
+    second = load_city(0, spec=spec, cache_dir=tmp_path)
+    for city in (first, second):
+        assert city.years == tiny_city.years and city.seed == 0 and city.spec == spec
+        for y in city.years:
+            assert city.inputs[y].equals(tiny_city.inputs[y])
+            assert city.builtup[y].equals(tiny_city.builtup[y])
+        assert city.vhr.equals(tiny_city.vhr) and city.building.equals(tiny_city.building)
+        assert city.cells.equals(tiny_city.cells)
+    assert city_key(0, spec) != city_key(1, spec)
+    assert city_key(0, spec) != city_key(0, resolve_spec(spec, new_building_share=0.3))
