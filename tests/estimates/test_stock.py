@@ -3,10 +3,12 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 import pytest
+from scipy.stats import spearmanr
 
 from eocube.errors import EstimateError
 from eocube.estimates.stock import (
     DEFAULT_INTENSITY,
+    MATERIALS,
     bottom_up_stock,
     ntl_stock_regression,
     stock_grid,
@@ -17,12 +19,27 @@ def _inputs(world):
     return world.buildings.drop(columns=[c for c in world.buildings if c.startswith("stock_")])
 
 
-def test_bottom_up_equals_truth(tiny_world):
-    s = bottom_up_stock(_inputs(tiny_world))
-    for col in [c for c in tiny_world.buildings if c.startswith("stock_")]:
-        # truth volume uses the float64 height; the published column is float32
-        np.testing.assert_allclose(s[col], tiny_world.buildings[col], rtol=1e-6)
+def test_bottom_up_is_volume_times_the_table(tiny_world):
+    b = _inputs(tiny_world)
+    s = bottom_up_stock(b)
+    volume = b.geometry.area.to_numpy() * b["height"].to_numpy(np.float64)
+    for m in MATERIALS:
+        per_m3 = DEFAULT_INTENSITY.loc[b["structure"], m].to_numpy()
+        np.testing.assert_allclose(s[f"stock_{m}_t"], volume * per_m3 / 1000.0, rtol=1e-9)
     assert (s["height_source"] == "height").all()
+
+
+def test_bottom_up_against_the_world_v2_truth(tiny_world):
+    # The truth's intensity varies by construction year, district and building around a table
+    # of the generator's own; DEFAULT_INTENSITY is a published-style average (world v1 copied
+    # the generator's table, and this test asserted equality). Measured on tiny seeds 0-3 with
+    # the truth's own heights and structures: Spearman 0.91-0.93, total -14 % to -22 %,
+    # median |log ratio| 0.20-0.23.
+    t = tiny_world.buildings["stock_total_t"].to_numpy()
+    p = bottom_up_stock(_inputs(tiny_world))["stock_total_t"].to_numpy()
+    assert spearmanr(t, p).statistic > 0.85
+    assert -0.35 < p.sum() / t.sum() - 1 < -0.05
+    assert np.median(np.abs(np.log(p / t))) > 0.1
 
 
 def test_bottom_up_floors_fallback(tiny_world):
@@ -30,7 +47,7 @@ def test_bottom_up_floors_fallback(tiny_world):
     s = bottom_up_stock(b)
     assert (s["height_source"] == "floors").all()
     # floors × storey height is the truth height without its parapet (0.5–2.5 m)
-    ratio = s["stock_total_t"] / tiny_world.buildings["stock_total_t"]
+    ratio = s["stock_total_t"] / bottom_up_stock(_inputs(tiny_world))["stock_total_t"]
     assert ratio.between(0.7, 1.0).all()
 
 
