@@ -485,7 +485,9 @@ def _block_angle(poly: shapely.Geometry) -> float:
 def _lots(spec: CitySpec, taz: gpd.GeoDataFrame, rng) -> pd.DataFrame:
     """Lot centres on a grid turned to each block, with the lot's size, function, shape and
     the footprint's turn relative to the lot."""
-    out = []
+    cols: dict[str, list] = {k: [] for k in (
+        "taz_id", "community_id", "centrality", "occupancy", "land_use", "function", "cx",
+        "cy", "lot", "theta", "turn", "filled", "inner")}
     for t in taz.itertuples(index=False):
         if t.land_use not in _LOT_M:
             continue
@@ -507,13 +509,15 @@ def _lots(spec: CitySpec, taz: gpd.GeoDataFrame, rng) -> pd.DataFrame:
         funcs = rng.choice(list(mix), size=k, p=np.array(list(mix.values())))
         free = rng.uniform(size=k) < _P_RANDOM_ORIENTATION[t.land_use]
         turn = np.where(free, rng.uniform(0, np.pi, k), np.deg2rad(rng.normal(0, 2.0, k)))
-        out.append(pd.DataFrame({
-            "taz_id": t.taz_id, "community_id": t.community_id, "centrality": t.centrality,
-            "occupancy": t.occupancy, "land_use": t.land_use, "function": funcs,
-            "cx": centres[:, 0], "cy": centres[:, 1], "lot": lot, "theta": theta + turn,
-            "turn": turn, "filled": rng.uniform(size=k) < _LOT_FILL[t.land_use],
-            "inner": inner}))
-    lots = pd.concat(out, ignore_index=True)
+        per_lot = {"taz_id": t.taz_id, "community_id": t.community_id,
+                   "centrality": t.centrality, "occupancy": t.occupancy,
+                   "land_use": t.land_use, "function": funcs, "cx": centres[:, 0],
+                   "cy": centres[:, 1], "lot": lot, "theta": theta + turn, "turn": turn,
+                   "filled": rng.uniform(size=k) < _LOT_FILL[t.land_use], "inner": inner}
+        for key, v in per_lot.items():
+            cols[key].append(v if isinstance(v, np.ndarray)
+                             else np.full(k, v, dtype=object if key == "inner" else None))
+    lots = pd.DataFrame({k: np.concatenate(v) for k, v in cols.items()})
     shapes = np.empty(len(lots), dtype=object)
     for f, w in _SHAPE_MIX.items():
         m = (lots["function"] == f).to_numpy()
@@ -705,29 +709,28 @@ def _make_pois(spec, taz, buildings, rng) -> gpd.GeoDataFrame:
 
 def _make_trees(spec, roads, taz, buildings, rng) -> gpd.GeoDataFrame:
     """Street trees in the verges, park trees in green TAZ, yard trees next to walls."""
-    surface = road_surface(roads)
-    shapely.prepare(surface)
-    land = shapely.union_all(taz.loc[taz["land_use"] != "water", "geometry"].values)
-    shapely.prepare(land)
     centres, radius, height, setting = [], [], [], []
     # street trees: both verges of every street and arterial (service lanes have none)
     streets = roads[roads["kind"] != "service"]
     for line, width in zip(streets.geometry.values, streets["width"].to_numpy(), strict=True):
-        d = np.arange(rng.uniform(0, 8), line.length, rng.uniform(*_STREET_TREE_SPACING_M))
+        xy = np.asarray(line.coords)
+        seg = np.hypot(*np.diff(xy, axis=0).T)
+        s = np.concatenate([[0.0], np.cumsum(seg)])
+        d = np.arange(rng.uniform(0, 8), s[-1], rng.uniform(*_STREET_TREE_SPACING_M))
         if d.size == 0:
             continue
-        p = shapely.get_coordinates(shapely.line_interpolate_point(line, d))
-        q = shapely.get_coordinates(shapely.line_interpolate_point(line, d + 1.0))
-        tan = q - p
-        tan /= np.maximum(np.hypot(tan[:, 0], tan[:, 1]), 1e-9)[:, None]
+        # position and direction at each distance along the line (linear between vertices)
+        k = np.clip(np.searchsorted(s, d, side="right") - 1, 0, len(seg) - 1)
+        tan = (xy[k + 1] - xy[k]) / np.maximum(seg[k], 1e-9)[:, None]
+        p = xy[k] + tan * (d - s[k])[:, None]
         normal = np.column_stack([-tan[:, 1], tan[:, 0]])
         for side in (-1.0, 1.0):
-            xy = p + side * (width / 2 + _STREET_TREE_VERGE_M) * normal
-            centres.append(xy[rng.uniform(size=len(xy)) < _P_STREET_TREE])
-            k = len(centres[-1])
-            radius.append(rng.uniform(*_STREET_CROWN_M, k))
-            height.append(rng.uniform(*_STREET_TREE_HEIGHT_M, k))
-            setting.append(np.full(k, "street", dtype=object))
+            xy_t = p + side * (width / 2 + _STREET_TREE_VERGE_M) * normal
+            centres.append(xy_t[rng.uniform(size=len(xy_t)) < _P_STREET_TREE])
+            n = len(centres[-1])
+            radius.append(rng.uniform(*_STREET_CROWN_M, n))
+            height.append(rng.uniform(*_STREET_TREE_HEIGHT_M, n))
+            setting.append(np.full(n, "street", dtype=object))
     # park trees
     for g in taz.loc[taz["land_use"] == "green", "geometry"]:
         k = rng.poisson(g.area * _PARK_TREE_DENSITY)
@@ -753,9 +756,11 @@ def _make_trees(spec, roads, taz, buildings, rng) -> gpd.GeoDataFrame:
     setting.append(np.full(len(xy), "yard", dtype=object))
     xy = np.concatenate(centres)
     r, h, s = np.concatenate(radius), np.concatenate(height), np.concatenate(setting)
-    # a trunk stands on open land: not on a road, in water or inside a building
+    # a trunk stands on open land: in a TAZ (so on no road) that is not water, in no building
     pts = shapely.points(xy)
-    ok = ~shapely.contains(surface, pts) & shapely.contains(land, pts)
+    land = taz.geometry.values[(taz["land_use"] != "water").to_numpy()]
+    ok = np.zeros(len(pts), dtype=bool)
+    ok[shapely.STRtree(land).query(pts, predicate="within")[0]] = True
     tree = shapely.STRtree(buildings.geometry.values)
     inside = tree.query(pts, predicate="within")[0]
     ok[inside] = False
