@@ -16,6 +16,7 @@ on the chunking, up to float rounding of the sum.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 from collections.abc import Sequence
 
@@ -158,20 +159,44 @@ def _tiles(blocks: list[list[np.ndarray]], job: TileJob, win: Box, region: Box, 
                       np.float32)
     todo = [(ti, y, x) for ti in range(a.shape[0]) for y in oy for x in ox]
     bs = batch_size(job.opts, ty * tx)
+    # one buffer per input, reused by every batch: the tiles are written into it band-last,
+    # so the (B, C, H, W) view handed to the model is already channels-last (what a prepared
+    # CPU model runs) and the tile is copied once, not stacked and then re-laid out
+    bufs = [np.empty((min(bs, len(todo)), ty, tx, zi.shape[1]), np.float32) for zi in z]
     for s in range(0, len(todo), bs):
         batch = todo[s:s + bs]
-        ins = [np.stack([zi[ti, :, y - region.y0:y - region.y0 + ty,
-                            x - region.x0:x - region.x0 + tx] for ti, y, x in batch])
-               for zi in z]
+        ins = []
+        for zi, buf in zip(z, bufs, strict=True):
+            for b, (ti, y, x) in enumerate(batch):
+                np.copyto(buf[b], zi[ti, :, y - region.y0:y - region.y0 + ty,
+                                     x - region.x0:x - region.x0 + tx].transpose(1, 2, 0))
+            ins.append(buf[:len(batch)].transpose(0, 3, 1, 2))
         heads = forward(job.ref, job.opts, ins)
         p = heads[0] if len(heads) == 1 else np.concatenate(heads, axis=1)
         for (ti, y, x), pb in zip(batch, p, strict=True):
-            pb *= np.outer(t.window(ny, y).astype(np.float32),
-                           t.window(nx, x).astype(np.float32))
+            np.multiply(pb, _window2d(t, ny, nx, y, x), out=pb)
             canvas[ti, :, y - region.y0:y - region.y0 + ty,
                    x - region.x0:x - region.x0 + tx] += pb
     count("chunks")
     return canvas, valid
+
+
+def _window2d(t: Tiling, ny: int, nx: int, y: int, x: int) -> np.ndarray:
+    """The 2-D blending weights (float32, read-only) of the tile at (y, x).
+
+    A window depends on its origin only through which sides have a neighbour, so at most nine
+    of them exist per grid: they are cached by those sides, not by origin."""
+    def side(o: int, n: int, size: int) -> int:  # 0, an inner origin (1) or the last one
+        return 0 if o == 0 else (n - size if o + size >= n else 1)
+
+    return _window2d_sides(t, ny, nx, side(y, ny, t.size(ny)), side(x, nx, t.size(nx)))
+
+
+@functools.lru_cache(maxsize=32)
+def _window2d_sides(t: Tiling, ny: int, nx: int, y: int, x: int) -> np.ndarray:
+    w = np.outer(t.window(ny, y), t.window(nx, x)).astype(np.float32)
+    w.setflags(write=False)
+    return w
 
 
 def _blend(parts: list[tuple[np.ndarray, np.ndarray]], regions: list[Box], me: int, job: TileJob,
@@ -186,7 +211,7 @@ def _blend(parts: list[tuple[np.ndarray, np.ndarray]], regions: list[Box], me: i
         out[..., y0 - own.y0:y1 - own.y0, x0 - own.x0:x1 - own.x0] += canvas[
             ..., y0 - r.y0:y1 - r.y0, x0 - r.x0:x1 - r.x0]
     ny, nx = job.shape
-    wsum = np.outer(job.tiling.weight_sum(ny, own.y0, own.y1),
+    out /= np.outer(job.tiling.weight_sum(ny, own.y0, own.y1),
                     job.tiling.weight_sum(nx, own.x0, own.x1)).astype(np.float32)
-    out /= wsum
-    return np.where(parts[me][1][:, None], out, np.float32(np.nan))
+    np.copyto(out, np.float32(np.nan), where=~parts[me][1][:, None])
+    return out

@@ -204,7 +204,12 @@ def _to_device(model: nn.Module, a: np.ndarray, dev: torch.device) -> torch.Tens
 
     from eocube.models.device import as_input
 
-    t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+    a = np.asarray(a, dtype=np.float32)
+    if not (a.ndim == 4 and getattr(model, "eocube_channels_last", False)):
+        a = np.ascontiguousarray(a)
+    # a channels-last view (predict's batches) goes in as it is: as_input then has nothing
+    # to copy
+    t = torch.from_numpy(a)
     if dev.type == "cuda":
         # page-locked host memory lets the copy run asynchronously with the previous batch
         t = t.pin_memory().to(dev, non_blocking=True)
