@@ -33,7 +33,8 @@ if TYPE_CHECKING:
     from eocube.synth.sensors import Scene
 
 __all__ = ["HEIGHT_BANDS", "HEIGHT_TRANSFORMS", "ORBIT_SUFFIX", "HeightCity", "footprint_median",
-           "height_city", "height_metrics", "land_use_mean_height", "s1_orbit_composites"]
+           "height_city", "height_metrics", "land_use_mean_height", "s1_orbit_composites",
+           "truth_buildings"]
 
 #: the suffix of each orbit direction's S1 bands (``sat:orbit_state`` → band suffix)
 ORBIT_SUFFIX = {"ascending": "asc", "descending": "desc"}
@@ -118,16 +119,30 @@ def _simulated(seed: int, spec: CitySpec, year: int
     from eocube.synth.sensors import Scene
 
     scene = Scene(make_world(spec, seed=seed))
-    b = scene.world.buildings
-    standing = b["built_date"].to_numpy() <= np.datetime64(f"{year}-07-01")
-    lut = np.zeros(int(b["building_id"].max()) + 1, dtype="float32")
-    ids = b["building_id"].to_numpy()[standing]
-    lut[ids] = b["height"].to_numpy()[standing]
+    table = _standing(scene.world.buildings, year)
+    lut = np.zeros(int(scene.building_id.max(initial=0)) + 1, dtype="float32")
+    ids = table["building_id"].to_numpy()
+    keep = ids < lut.size
+    lut[ids[keep]] = table["height"].to_numpy()[keep]
     height = xr.DataArray(lut[scene.building_id], dims=("y", "x"), name="height",
                           coords=xr_coords(scene.geobox, crs_coord_name="spatial_ref"),
                           attrs={"units": "m"})
-    table = b.loc[standing, ["building_id", "height", "floors", "land_use", "geometry"]]
-    return s1_orbit_composites(scene, year), height, table.reset_index(drop=True)
+    return s1_orbit_composites(scene, year), height, table
+
+
+def _standing(b: gpd.GeoDataFrame, year: int) -> gpd.GeoDataFrame:
+    standing = b["built_date"].to_numpy() <= np.datetime64(f"{year}-07-01")
+    cols = ["building_id", "height", "floors", "land_use", "geometry"]
+    return b.loc[standing, cols].reset_index(drop=True)
+
+
+def truth_buildings(seed: int, spec: CitySpec, year: int, /) -> gpd.GeoDataFrame:
+    """The truth table of the buildings of city ``seed`` standing on 1 July of ``year``
+    (``building_id``, ``height``, ``floors``, ``land_use``, geometry): what the baseline's
+    means are taken over. Evaluation only."""
+    from eocube.synth import make_world
+
+    return _standing(make_world(spec, seed=seed).buildings, year)
 
 
 def footprint_median(raster: xr.DataArray, footprints: gpd.GeoDataFrame, /) -> np.ndarray:

@@ -28,7 +28,7 @@ DEPENDS: dict[str, tuple[str, ...]] = {
     "cubes": ("search",),
     "inference": ("cubes",),
     "change": ("cubes", "inference"),
-    "buildings": ("search", "inference"),
+    "buildings": ("search", "cubes", "inference"),
     "zones": ("search", "cubes"),
     "features": ("cubes", "inference", "zones"),
     "estimates": ("buildings", "zones", "features", "cubes", "inference"),
@@ -116,6 +116,9 @@ class ChangeConfig(_Strict):
 class BuildingsConfig(_Strict):
     min_area_m2: Annotated[float, Field(ge=0)] = 20.0
     storey_height_m: Annotated[float, Field(gt=0)] = 3.0
+    #: floors of unmapped buildings from this height model (S1 per orbit + S2); null: from the
+    #: mapped neighbours
+    height_model: str | None = "height_s1s2"
 
 
 class EstimatesConfig(_Strict):
