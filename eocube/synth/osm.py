@@ -213,11 +213,19 @@ def _buildings(world: World, r: OpenMapRates, rng: np.random.Generator) -> gpd.G
     share = rng.uniform(*r.buildings_mapped)
     p = np.where(b["built_in_series"].to_numpy(), share * r.new_buildings_factor, share)
     keep = rng.uniform(size=n) < p
+    if "replaces_id" in b:  # a rebuilt lot is mapped once: the rebuild, where it is mapped
+        keep &= ~np.isin(b["building_id"].to_numpy(), b["replaces_id"].to_numpy()[keep])
     # misregistration of the imagery a zone was traced on, then per outline and vertex errors
     taz_ids = world.taz["taz_id"].to_numpy()
     shift = rng.normal(0, r.shift_m, (taz_ids.max() + 1, 2))
     dxy = shift[b["taz_id"].to_numpy()]
     angle = rng.normal(0, r.rotation_deg, n)
+    # the units of a terrace are traced together, as one row split at its party walls: one
+    # turn per zone for them, so a unit's outline does not swing onto its neighbour's
+    zone_angle = rng.normal(0, r.rotation_deg, taz_ids.max() + 1)
+    if "shape" in b:
+        terrace = (b["shape"] == "terrace").to_numpy()
+        angle[terrace] = zone_angle[b["taz_id"].to_numpy()[terrace]]
     geoms = []
     for g, (dx, dy), a in zip(b.geometry.values, dxy, angle, strict=True):
         c = shapely.centroid(g)

@@ -91,7 +91,11 @@ def test_footprints_are_partial_shifted_and_untruthful(tiny_world, osm):
     ti, mi = b.sindex.query(m.geometry.values, predicate="intersects")
     inter = shapely.area(shapely.intersection(m.geometry.values[ti], b.geometry.values[mi]))
     best = pd.DataFrame({"m": ti, "b": mi, "a": inter}).sort_values("a").groupby("m").last()
-    assert len(best) == len(m) and best["b"].is_unique
+    # one-to-one, except in terraces: a row traced a few metres off along its length (a shift
+    # of more than half a 6-9 m unit) lands each outline on the next unit, the last on itself
+    terrace = (b["shape"] == "terrace").to_numpy()[best["b"].to_numpy()]
+    assert len(best) == len(m) and best.loc[~terrace, "b"].is_unique
+    assert best.loc[terrace, "b"].duplicated().mean() < 0.1
     mapped = np.zeros(len(b), bool)
     mapped[best["b"].to_numpy()] = True
     assert 0.6 < mapped[old.to_numpy()].mean() < 0.92
@@ -111,7 +115,8 @@ def test_footprints_are_partial_shifted_and_untruthful(tiny_world, osm):
 def test_roads_pois_landuse_and_census_look_like_their_real_sources(tiny_world, osm):
     roads = osm["osm_roads"]
     assert len(roads) == len(tiny_world.roads)
-    assert set(roads["highway"]) <= {"primary", "secondary", "tertiary", "residential"}
+    assert set(roads["highway"]) <= {"primary", "secondary", "tertiary", "residential",
+                                     "service"}
     kind = dict(zip(tiny_world.roads.geometry.to_wkb(), tiny_world.roads["kind"], strict=True))
     for g, h in zip(roads.geometry.to_wkb(), roads["highway"], strict=True):
         assert (kind[g] == "arterial") == (h in ("primary", "secondary"))
