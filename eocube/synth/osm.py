@@ -83,7 +83,10 @@ class OpenMapRates:
         Imagery misregistration per zone (standard deviation, m), tracing error per vertex
         (m) and per outline (degrees).
     pois_mapped, poi_shift_m
-        Share of POIs mapped, and their position error (standard deviation, m).
+        Share of POIs mapped, and their position error (standard deviation, m). The world's
+        POI table already lacks the shops of mixed buildings nobody listed
+        (``eocube.synth.world.MIXED_SHOP_LISTED``), so the open map holds about
+        ``pois_mapped × MIXED_SHOP_LISTED`` of those shops.
     landuse_mapped
         Share of zones with a ``landuse`` polygon.
     road_width_tagged
