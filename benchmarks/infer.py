@@ -114,6 +114,39 @@ def best(f, repeat: int) -> float:
     return min(f() for _ in range(repeat))
 
 
+def prepared_speedups(side: int, tiles: int, repeat: int) -> dict[str, tuple[float, float]]:
+    """Seconds per tile of each shipped dense model as ``load_model`` returns it and prepared
+    as the workers run it (``for_inference``), on ``tiles`` random tiles of ``side`` px, one
+    at a time, one thread; interleaved repeats, best of each."""
+    from eocube.infer.predict import HEADS
+    from eocube.models import available_weights, load_model
+
+    out = {}
+    for name in available_weights():
+        plain, spec = load_model(name, device="cpu")
+        if spec.architecture not in HEADS:
+            continue
+        prep = for_inference(plain)
+        g = torch.Generator().manual_seed(0)
+        xs = [[torch.randn(1, len(i.bands), side, side, generator=g) for i in spec.inputs]
+              for _ in range(tiles)]
+
+        def run(m, xs=xs) -> float:
+            t0 = time.perf_counter()
+            with torch.inference_mode():
+                for x in xs:
+                    m(*[as_input(m, v) for v in x])
+            return (time.perf_counter() - t0) / len(xs)
+
+        run(plain), run(prep)  # warm: oneDNN picks its kernels on the first pass
+        t = {"plain": [], "prep": []}
+        for _ in range(repeat):
+            t["plain"].append(run(plain))
+            t["prep"].append(run(prep))
+        out[name] = (min(t["plain"]), min(t["prep"]))
+    return out
+
+
 def main() -> None:
     from eocube.infer.predict import DEFAULT_OVERLAP, DEFAULT_TILE
     from eocube.infer.runtime import BATCH_PIXELS, tune_malloc
@@ -127,6 +160,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=None, help="default: by device")
     ap.add_argument("--gpu-k", type=int, default=16, help="tiles per side on GPU")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats (CPU)")
+    ap.add_argument("--skip", nargs="*", default=[], choices=["sweep", "prepared", "cluster"],
+                    help="parts left out (on a busy machine)")
     a = ap.parse_args()
     k, repeat = (3, 1) if a.quick else (a.k, 2)
     stride = a.tile - a.overlap
@@ -145,14 +180,16 @@ def main() -> None:
     print(f"image {n}×{n} px, tile {a.tile}, overlap {a.overlap}, {k * k} tiles, "
           f"batch {batch}{'' if a.batch else ' (by device)'}, torch threads 1, "
           f"{os.cpu_count()} cores (shared), glibc malloc tuned: {tuned}")
-    sides, batches = ([256, 384], [1, 4]) if a.quick else ([256, 320, 384, 512], [1, 2, 4, 8])
-    speeds = sweep(model, sides, batches, 2**21 if a.quick else 2**22, repeat)
-    print("bare forward (prepared), Mpx/s by tile side (rows) and batch (columns):")
-    print("      " + "".join(f"{b:>8d}" for b in batches))
-    for side in sides:
-        print(f"{side:6d}" + "".join(f"{speeds[(side, b)] / 1e6:8.3f}" for b in batches))
-    (bs, bb), top = max(speeds.items(), key=lambda kv: kv[1])
     px = n * n
+    if "sweep" not in a.skip:
+        sides, batches = (([256, 384], [1, 4]) if a.quick
+                          else ([256, 320, 384, 512], [1, 2, 4, 8]))
+        speeds = sweep(model, sides, batches, 2**21 if a.quick else 2**22, repeat)
+        print("bare forward (prepared), Mpx/s by tile side (rows) and batch (columns):")
+        print("      " + "".join(f"{b:>8d}" for b in batches))
+        for side in sides:
+            print(f"{side:6d}" + "".join(f"{speeds[(side, b)] / 1e6:8.3f}" for b in batches))
+        (bs, bb), top = max(speeds.items(), key=lambda kv: kv[1])
     cpu = torch.device("cpu")
     # the same pixels once, in predict's tile side and batch without overlap (the reference);
     # the k² overlapping tiles predict runs (what the overlap alone costs); predict itself.
@@ -177,14 +214,16 @@ def main() -> None:
     for ref, what in (("plain", "load_model's model"), ("same", "prepared model")):
         print(f"per repeat, predict / bare forward of the {what}: "
               + " ".join(f"{r:.2f}" for r in paired(ref)))
-    t_fast = px / top
+    rows = [("bare forward, load_model's model (reference)", t_plain),
+            ("bare forward, prepared (for_inference)", t_bare),
+            ("bare forward, prepared, predict's overlapping tiles", t_tiles),
+            ("predict, 1 process (sync)", t_pred)]
+    if "sweep" not in a.skip:
+        t_fast = px / top
+        rows.insert(2, (f"bare forward, prepared, fastest of the sweep ({bs} px, batch {bb})",
+                        t_fast))
     print(f"{'':52s}{'seconds':>9s}{'Mpx/s':>9s}{'× ref':>8s}")
-    for name, t in (("bare forward, load_model's model (reference)", t_plain),
-                    ("bare forward, prepared (for_inference)", t_bare),
-                    (f"bare forward, prepared, fastest of the sweep ({bs} px, batch {bb})",
-                     t_fast),
-                    ("bare forward, prepared, predict's overlapping tiles", t_tiles),
-                    ("predict, 1 process (sync)", t_pred)):
+    for name, t in rows:
         print(f"{name:52s}{t:9.2f}{px / t / 1e6:9.3f}{t / t_plain:8.2f}")
     med_plain, med_same = (float(np.median(paired(r))) for r in ("plain", "same"))
     print(f"  predict against the bare forward of load_model's model: {t_pred / t_plain - 1:+.0%}"
@@ -192,9 +231,21 @@ def main() -> None:
     print(f"  against the same prepared model: overlap {t_tiles / t_bare - 1:+.0%} "
           f"({(a.tile / stride) ** 2 - 1:+.0%} pixels), tiling+blending+dask "
           f"{t_pred / t_tiles - 1:+.0%}; total {t_pred / t_bare - 1:+.0%} best-of, "
-          f"{med_same - 1:+.0%} median of paired repeats; preparing the model makes it "
-          f"{t_plain / t_bare:.2f}× faster; the fastest sweep entry is "
-          f"{t_bare / t_fast - 1:+.0%} faster than predict's tile and batch")
+          f"{med_same - 1:+.0%} median of paired repeats (target ≤ +15 %); preparing the "
+          f"model makes it {t_plain / t_bare:.2f}× faster"
+          + ("" if "sweep" in a.skip else f"; the fastest sweep entry is "
+             f"{t_bare / t_fast - 1:+.0%} faster than predict's tile and batch"))
+    if "prepared" not in a.skip:
+        sp = prepared_speedups(a.tile, 2 if a.quick else 4, 1 if a.quick else 3)
+        print(f"shipped dense models, {a.tile}² tiles one at a time, one thread, best of "
+              f"{1 if a.quick else 3}: s/tile as load_model returns it → prepared "
+              "(for_inference)")
+        for name, (tp, tq) in sp.items():
+            print(f"  {name:20s}{tp:8.3f} →{tq:7.3f}   {tp / tq:.2f}× faster")
+        r = [tp / tq for tp, tq in sp.values()]
+        print(f"  preparing makes the shipped dense models {min(r):.1f}–{max(r):.1f}× faster")
+    if "cluster" in a.skip:
+        return
     times = {}
     for nw in (1, 2):
         with start_client("local", n_workers=nw, threads_per_worker=1, torch_threads=1,
