@@ -69,7 +69,7 @@ def _phase_dates(b: gpd.GeoDataFrame, new: np.ndarray, rng: np.random.Generator)
     c = f - cleared.astype("timedelta64[D]")
     nat = np.datetime64("NaT", "D")
     for col, v in (("clearing_date", c), ("foundation_date", f), ("structure_date", s)):
-        b[col] = pd.to_datetime(np.where(new, v, nat))
+        b[col] = pd.to_datetime(np.where(new, v, nat)).astype("datetime64[ns]")
 
 
 def construction_schedule(spec: CitySpec, buildings: gpd.GeoDataFrame, centrality: np.ndarray,
@@ -145,10 +145,9 @@ def _rebuilds(spec: CitySpec, b: gpd.GeoDataFrame, demolished: np.ndarray,
     f = clearing + _days(rng, CLEARED_DAYS, k).astype("timedelta64[D]")
     s = f + _days(rng, FOUNDATION_DAYS, k).astype("timedelta64[D]")
     done = s + structure.astype("timedelta64[D]")
-    new["clearing_date"] = pd.to_datetime(clearing)
-    new["foundation_date"] = pd.to_datetime(f)
-    new["structure_date"] = pd.to_datetime(s)
-    new["built_date"] = pd.to_datetime(done)
+    for col, v in (("clearing_date", clearing), ("foundation_date", f),
+                   ("structure_date", s), ("built_date", done)):
+        new[col] = pd.to_datetime(v).astype("datetime64[ns]")
     keep = done <= np.datetime64(spec.end) - np.timedelta64(30, "D")
     new = new[keep]
     new["building_id"] = (b["building_id"].max() + 1 + np.arange(len(new))).astype("int32")

@@ -13,7 +13,8 @@ from eocube.catalog import open_archive
 from eocube.catalog.validate import stac_problems
 from eocube.errors import ArchiveError
 from eocube.synth import build_city
-from eocube.synth.sensors import S1_NODATA, Scene
+from eocube.synth.construction import standing
+from eocube.synth.sensors import Scene
 
 SMALL = {"preset": "tiny", "years": 1, "s2_revisit_days": 30, "s1_revisit_days": 36}
 
@@ -67,7 +68,11 @@ def test_truth_vectors_are_geoparquet_with_all_attributes(tiny_archive, tiny_wor
                 "stock_total_t", "taz_id", "community_id"):
         assert col in b
     census = gpd.read_parquet(tiny_archive / "vectors" / "census.parquet")
-    assert census["pop_end"].sum() == b["occupants"].sum()
+    up = standing(b, pd.Timestamp(tiny_world.spec.end))  # demolished buildings left out
+    assert census["pop_end"].sum() == b.loc[up, "occupants"].sum()
+    for col in ("clearing_date", "foundation_date", "structure_date", "demolished_date",
+                "replaces_id"):
+        assert col in b
     for name in ("roads", "taz", "communities", "pois"):
         assert len(gpd.read_parquet(tiny_archive / "truth" / f"{name}.parquet")) > 0
     for name in ("osm_roads", "osm_pois", "osm_buildings", "osm_landuse"):
@@ -132,39 +137,57 @@ def _series(root: Path, collection: str, asset: str, row: int, col: int):
 
 
 def test_change_dates_appear_in_the_s2_and_s1_series(tiny_archive, tiny_world):
+    """A pure pixel of a new building is vegetated before its site is cleared and not after
+    the building is complete (S2), and the change date is the building's completion. (S1 is
+    not asked to brighten over the roof: flat roofs are about as dark as the ground, and a
+    window's mean is dominated by the neighbours' double bounce; ``test_physics`` pins S1's
+    dependence on height with everything else held fixed.)"""
     scene = Scene(tiny_world)
     cd = scene.change_date
     half = cd.shape[0] // tiny_world.spec.tiles_per_side  # the first tile, 50Q0000
     sub = cd[:half, :half]
     new = scene.fractions[7][:half, :half]
-    rows, cols = np.nonzero((sub >= 0) & (new > 0.95))
+    b = tiny_world.buildings.set_index("building_id")
+    # pure pixels of buildings whose site is cleared two months or more into the series
+    late = b["clearing_date"] >= pd.Timestamp(tiny_world.spec.start) + pd.Timedelta(days=60)
+    lut = np.zeros(int(b.index.max()) + 1, bool)
+    lut[b.index[late]] = True
+    rows, cols = np.nonzero((sub >= 0) & (new > 0.95) & lut[scene.building_id[:half, :half]])
     assert rows.size >= 5, "the tiny city must have pure changed pixels in its first tile"
     checked = 0
-    for r, c in list(zip(rows, cols, strict=True))[:8]:
+    for r, c in list(zip(rows, cols, strict=True))[::max(rows.size // 8, 1)][:8]:
         when = pd.Timestamp(int(sub[r, c]), unit="D")
+        bld = b.loc[int(scene.building_id[r, c])]
+        assert bld["built_date"].normalize() == when
         b04 = _series(tiny_archive, "sentinel-2-l2a", "B04", r, c).astype(float)
         b08 = _series(tiny_archive, "sentinel-2-l2a", "B08", r, c).astype(float)
         scl = _series(tiny_archive, "sentinel-2-l2a", "SCL", r // 2, c // 2)
         clear = ~scl.isin([3, 8, 9, 10]).to_numpy()
         ndvi = ((b08 - b04) / (b08 + b04 - 2000))[clear]
-        before, after = ndvi[ndvi.index < when], ndvi[ndvi.index >= when]
-        # vegetated site before completion, roof after: the drop is at the change date
-        assert before.min() > after.max(), (r, c, when)
-        vv = _series(tiny_archive, "sentinel-1-rtc", "vv", r, c)
-        vv = vv[vv != S1_NODATA]
-        assert np.median(vv[vv.index >= when]) > 3 * np.median(vv[vv.index < when])
-        checked += 1
-    assert checked >= 5
+        before = ndvi[ndvi.index < bld["clearing_date"]]
+        after = ndvi[ndvi.index >= when]
+        if len(before) >= 2 and len(after) >= 2:
+            # vegetated site before clearing, roof after completion
+            assert before.median() > after.median() + 0.1, (r, c, when)
+            checked += 1
+    assert checked >= 3
 
 
 def test_truth_rasters_are_consistent(tiny_world):
+    """built-up(end) & not built-up(start) ⊆ changed; a changed pixel not built-up at the end
+    was demolished after; a pixel built-up at the start and not at the end was demolished."""
     scene = Scene(tiny_world)
     y0, y1 = tiny_world.spec.start.year, tiny_world.spec.end.year
     b0, b1 = scene.builtup(y0 - 1), scene.builtup(y1)
-    assert (b1 >= b0).all()
     changed = scene.change_date >= 0
-    assert (b1[changed] == 1).all() and (b0[changed] == 0).all()
-    assert ((b1 == 1) & (b0 == 0) == changed).all()
+    gone = scene.demolition_date >= 0
+    assert gone[changed & (b0 == 1)].all()  # built, demolished, rebuilt
+    assert (changed[(b1 == 1) & (b0 == 0)]).all()
+    assert gone[(b0 == 1) & (b1 == 0)].all()
+    assert (b1[changed & ~gone] == 1).all()
+    assert gone.any(), "demolitions must reach the truth rasters"
+    # away from demolitions, built-up only grows
+    assert (b1[~gone] >= b0[~gone]).all()
 
 
 def test_overwrite_never_deletes_what_eocube_did_not_write(tmp_path):
