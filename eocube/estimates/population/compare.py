@@ -5,8 +5,7 @@ style baselines, all on one split of the communities: :func:`compare_population`
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -79,23 +78,11 @@ def compare_population(
     buildings: gpd.GeoDataFrame,
     /,
     *,
-    pois: gpd.GeoDataFrame,
-    taz: gpd.GeoDataFrame,
-    communities: gpd.GeoDataFrame,
-    census: gpd.GeoDataFrame,
-    features: xr.Dataset | pd.DataFrame,
     builtup: xr.DataArray | None = None,
     districts: gpd.GeoDataFrame | None = None,
-    pop_col: str = "pop_end",
-    test: np.ndarray | None = None,
-    seed: int = 0,
-    test_size: float = 0.25,
-    n_classes: int = 5,
     external: Literal["share", "capacity", "count"] = "share",
     truth_col: str | None = None,
-    taz_id_col: str = "taz_id",
-    community_id_col: str = "community_id",
-    classify_kw: Mapping[str, object] | None = None,
+    **inputs: Any,
 ) -> PopulationComparison:
     """DEFF, its ablations DEFF1–4, LR(building), LR(TAZ) and the baselines, on one split.
 
@@ -109,7 +96,9 @@ def compare_population(
       ``builtup`` without ``districts`` is refused (there is no census to spread).
 
     All models fit on the same training communities and are scored on the same held-out ones.
-    Arguments as in :func:`deff`. Eager.
+    ``external`` and ``truth_col`` as in :func:`deff`; ``**inputs`` the layers and options of
+    :func:`prepare_inputs` (``pois``, ``taz``, ``communities``, ``census``, ``features``,
+    ``pop_col``, ``test``, ``seed`` …), as for :func:`deff`. Eager.
 
     Returns
     -------
@@ -126,10 +115,8 @@ def compare_population(
             "smoothed baselines spread a coarse census over the built-up pixels. Pass "
             "districts=coarse_districts(census, cell_m=1200.0) (or your own districts), or "
             "leave builtup out.")
-    p = prepare_inputs(buildings, pois=pois, taz=taz, communities=communities, census=census,
-                       features=features, pop_col=pop_col, test=test, seed=seed,
-                       test_size=test_size, n_classes=n_classes, taz_id_col=taz_id_col,
-                       community_id_col=community_id_col, classify_kw=classify_kw)
+    p = prepare_inputs(buildings, **inputs)
+    community_id_col, communities = p.community_id_col, p.communities
     variants = {name: dataclasses.replace(v, external=external) for name, v in VARIANTS.items()}
     comm = p.comm.copy()
     b = p.buildings

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Mapping, Sequence
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -180,7 +180,35 @@ def prepare_inputs(
     """Type the buildings, compute their capacity, join the TAZ features, split the
     communities and measure the DQW inputs: everything the DEFF variants share. Eager.
 
-    Arguments as in :func:`deff`.
+    Its keywords are those of every population estimate (:func:`deff` and
+    ``compare_population`` pass theirs on here).
+
+    Parameters
+    ----------
+    buildings
+        Footprints with ``floors`` (or ``height``) and, optionally, ``taz_id`` /
+        ``community_id`` (else assigned).
+    pois
+        POIs with ``type``.
+    taz
+        TAZ with ``taz_id``, ``community_id``, ``land_use``.
+    communities
+        Community polygons with ``community_id``.
+    census
+        ``community_id`` and ``pop_col``.
+    features
+        Output of :func:`taz_features` (or a DataFrame with the same columns by TAZ id).
+    pop_col
+        Census population column.
+    test
+        Mask of held-out communities (in ``communities`` order); default a seeded 3:1 split
+        stratified by Jenks class of population.
+    seed, test_size, n_classes
+        Of the default split.
+    taz_id_col, community_id_col
+        Id columns.
+    classify_kw
+        Extra keywords of :func:`classify_function` (tables, ``mixed_ratio``).
 
     Returns
     -------
@@ -322,24 +350,12 @@ def deff(
     buildings: gpd.GeoDataFrame,
     /,
     *,
-    pois: gpd.GeoDataFrame,
-    taz: gpd.GeoDataFrame,
-    communities: gpd.GeoDataFrame,
-    census: pd.DataFrame,
-    features: xr.Dataset | pd.DataFrame,
-    pop_col: str = "pop_end",
-    test: np.ndarray | None = None,
-    seed: int = 0,
-    test_size: float = 0.25,
-    n_classes: int = 5,
     weights: Literal["dqw", "equal"] = "dqw",
     habitability: Literal["typed", "one"] = "typed",
     terms: Literal["both", "in", "out"] = "both",
     external: Literal["share", "capacity", "count"] = "share",
     truth_col: str | None = None,
-    taz_id_col: str = "taz_id",
-    community_id_col: str = "community_id",
-    classify_kw: Mapping[str, object] | None = None,
+    **inputs: Any,
 ) -> DeffResult:
     """Building population by DEFF. Eager: computes the (lazy) TAZ features.
 
@@ -365,23 +381,6 @@ def deff(
     buildings
         Footprints with ``floors`` (or ``height``) and, optionally, ``taz_id`` /
         ``community_id`` (else assigned). Truth columns are ignored except ``truth_col``.
-    pois
-        POIs with ``type``.
-    taz
-        TAZ with ``taz_id``, ``community_id``, ``land_use``.
-    communities
-        Community polygons with ``community_id``.
-    census
-        ``community_id`` and ``pop_col``.
-    features
-        Output of :func:`taz_features` (or a DataFrame with the same columns by TAZ id).
-    pop_col
-        Census population column.
-    test
-        Mask of held-out communities (in ``communities`` order); default a seeded 3:1 split
-        stratified by Jenks class of population.
-    seed, test_size, n_classes
-        Of the default split.
     weights, habitability, terms
         The switches of the ablations: ``"equal"`` (DEFF4), ``"one"`` (DEFF3), ``"in"``
         (DEFF1, b = 0), ``"out"`` (DEFF2, a = 0).
@@ -389,19 +388,17 @@ def deff(
         How the TAZ score enters a building, see above.
     truth_col
         A building column of true population, for building-level metrics.
-    taz_id_col, community_id_col
-        Id columns.
-    classify_kw
-        Extra keywords of :func:`classify_function` (tables, ``mixed_ratio``).
+    **inputs
+        The layers and options of :func:`prepare_inputs` (``pois``, ``taz``, ``communities``,
+        ``census``, ``features``; ``pop_col``, ``test``, ``seed``, ``test_size``,
+        ``n_classes``, ``taz_id_col``, ``community_id_col``, ``classify_kw``): one signature
+        for every population estimate.
 
     Returns
     -------
     DeffResult
     """
-    p = prepare_inputs(buildings, pois=pois, taz=taz, communities=communities, census=census,
-                       features=features, pop_col=pop_col, test=test, seed=seed,
-                       test_size=test_size, n_classes=n_classes, taz_id_col=taz_id_col,
-                       community_id_col=community_id_col, classify_kw=classify_kw)
+    p = prepare_inputs(buildings, **inputs)
     f = fit_variant(p, DeffVariant(weights=weights, habitability=habitability, terms=terms,
                                    external=external))
     return deff_result(p, f, truth_col=truth_col)
