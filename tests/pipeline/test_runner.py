@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
@@ -207,3 +208,192 @@ def test_a_failed_chunk_is_recorded_and_the_run_completes_with_errors(tmp_path):
     assert "bad sector" in f["error"]
     man = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert man["status"] == "completed_with_errors" and man["failures"] == [f]
+
+
+def _run_logged(cfg, stages, caplog):
+    folder = RunFolder(cfg.output)
+    folder.create()
+    with folder.lock(), caplog.at_level(logging.INFO, logger="test"):
+        return run_stages(cfg, stages, log=logging.getLogger("test"))
+
+
+def tiled_cubes(ctx):
+    """A tiled stage: one file per tile, then their merge; FAIL_AT names a tile that raises."""
+    def work(tid):
+        TILE_CALLS.append(tid)
+        if tid == FAIL_AT[0]:
+            raise RuntimeError(f"died in tile {tid}")
+        ctx.tile_output(tid, "t.txt").write_text(tid)
+
+    ctx.each_tile(["a", "b", "c", "d"], work)
+    ctx.output("merged.txt").write_text("".join(
+        (ctx.dir / "tiles" / t / "t.txt").read_text() for t in "abcd"))
+
+
+TILE_CALLS: list[str] = []
+FAIL_AT: list[str | None] = [None]
+
+
+def test_a_tiled_stage_commits_each_tile_and_a_rerun_redoes_only_the_others(tmp_path, caplog):
+    cfg = load_config(None, output=tmp_path / "run", stages=["search", "cubes"])
+    stages = {**Fake().stages(), "cubes": tiled_cubes}
+    TILE_CALLS.clear()
+    FAIL_AT[0] = "c"  # the stage dies in its third tile
+    with pytest.raises(RuntimeError, match="died in tile c"):
+        _run_logged(cfg, stages, caplog)
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    tiles = man["stages"]["cubes"]["tiles"]
+    assert man["stages"]["cubes"]["status"] == "failed" and sorted(tiles) == ["a", "b"]
+    assert tiles["a"]["outputs"] == {"cubes/tiles/a/t.txt": hashlib.sha256(b"a").hexdigest()}
+    TILE_CALLS.clear()
+    FAIL_AT[0] = None
+    caplog.clear()
+    r = _run_logged(cfg, stages, caplog)
+    assert r.status == "completed" and TILE_CALLS == ["c", "d"]
+    assert r.tiles == {"cubes": {"ran": ("c", "d"), "skipped": ("a", "b")}}
+    assert "stage cubes: skipped tile a (committed)" in caplog.text
+    assert "stage cubes: skipped tile b (committed)" in caplog.text
+    assert (tmp_path / "run" / "cubes" / "merged.txt").read_text() == "abcd"
+    # a committed tile whose output changed is not committed any more
+    (tmp_path / "run" / "cubes" / "tiles" / "b" / "t.txt").write_text("tampered")
+    (tmp_path / "run" / "cubes" / "merged.txt").write_text("tampered")
+    TILE_CALLS.clear()
+    r = _run_logged(cfg, stages, caplog)
+    assert TILE_CALLS == ["b"] and r.tiles["cubes"]["skipped"] == ("a", "c", "d")
+    TILE_CALLS.clear()
+    r = _run_logged(cfg, stages, caplog)
+    assert TILE_CALLS == [] and r.ran == () and r.tiles == {}
+
+
+COMPUTED: list[tuple[int, ...]] = []
+BROKEN = [True]
+
+
+def _flaky(block, block_info=None):
+    if block_info is None:  # dask probing the output type
+        return block
+    where = tuple(block_info[0]["chunk-location"])
+    COMPUTED.append(where)
+    if where == (0, 1, 1) and BROKEN[0]:
+        raise OSError("bad sector")
+    return block
+
+
+def flaky_cubes(ctx):
+    """A stage whose chunk (0, 1, 1) fails while BROKEN is set."""
+    from eocube.pipeline.stages import write_zarr
+    from eocube.testing import scenes as scene
+
+    c = scene.cube(64, 64, 1, chunks=32)["B02"]
+    write_zarr(ctx, c.copy(data=c.data.map_blocks(_flaky, dtype=c.dtype)), "x.zarr")
+
+
+def reads_cubes(ctx):
+    import xarray as xr
+
+    x = xr.open_zarr(ctx.input("cubes", "x.zarr"))["B02"]
+    ctx.output("out.txt").write_text(str(int(x.isnull().sum())))
+
+
+def test_a_failed_chunk_is_retried_by_the_next_run_which_then_completes(tmp_path):
+    cfg = load_config(None, output=tmp_path / "run", stages=["search", "cubes", "inference"])
+    stages = {**Fake().stages(), "cubes": flaky_cubes, "inference": reads_cubes}
+    folder = RunFolder(cfg.output)
+    folder.create()
+    COMPUTED.clear()
+    BROKEN[0] = True
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert r.status == man["status"] == "completed_with_errors"
+    assert man["stages"]["cubes"]["status"] == "incomplete"  # not done: the next run retries
+    assert [f["chunk"] for f in man["failures"]] == [[0, 1, 1]]
+    assert sorted(COMPUTED) == [(0, 0, 0), (0, 0, 1), (0, 1, 0), (0, 1, 1)]
+    assert (tmp_path / "run" / "inference" / "out.txt").read_text() == str(32 * 32)
+    COMPUTED.clear()
+    BROKEN[0] = False  # same configuration, the fault gone
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert COMPUTED == [(0, 1, 1)]  # only the failed chunk
+    assert r.status == man["status"] == "completed" and man["failures"] == []
+    assert man["stages"]["cubes"]["status"] == "done"
+    assert r.ran == ("cubes", "inference")  # its reader reruns on the complete data
+    assert (tmp_path / "run" / "inference" / "out.txt").read_text() == "0"
+    COMPUTED.clear()
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    assert r.ran == () and COMPUTED == []
+
+
+def flaky_tiles(ctx):
+    """A tiled stage whose tile "b" has a chunk failing while BROKEN is set."""
+    from eocube.pipeline.stages import write_zarr
+    from eocube.testing import scenes as scene
+
+    def work(tid):
+        TILE_CALLS.append(tid)
+        c = scene.cube(64, 64, 1, chunks=32)["B02"]
+        data = c.data.map_blocks(_flaky, dtype=c.dtype) if tid == "b" else c.data
+        write_zarr(ctx, c.copy(data=data), "x.zarr", tile=tid)
+
+    ctx.each_tile(["a", "b", "c"], work)
+
+
+def test_a_tile_with_a_failed_chunk_is_retried_alone_by_the_next_run(tmp_path):
+    cfg = load_config(None, output=tmp_path / "run", stages=["search", "cubes"])
+    stages = {**Fake().stages(), "cubes": flaky_tiles}
+    folder = RunFolder(cfg.output)
+    folder.create()
+    TILE_CALLS.clear()
+    COMPUTED.clear()
+    BROKEN[0] = True
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    tiles = man["stages"]["cubes"]["tiles"]
+    assert r.status == "completed_with_errors" and man["stages"]["cubes"]["status"] == "incomplete"
+    assert {t: v["status"] for t, v in tiles.items()} == {"a": "done", "b": "incomplete",
+                                                          "c": "done"}
+    assert [(f["tile"], f["chunk"]) for f in man["failures"]] == [("b", [0, 1, 1])]
+    TILE_CALLS.clear()
+    COMPUTED.clear()
+    BROKEN[0] = False
+    with folder.lock():
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+    assert TILE_CALLS == ["b"] and COMPUTED == [(0, 1, 1)]  # the tile resumes its store
+    assert r.status == "completed" and r.tiles["cubes"]["skipped"] == ("a", "c")
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["failures"] == [] and man["stages"]["cubes"]["tiles"]["b"]["status"] == "done"
+
+
+def _record_then_die(out):
+    cfg = load_config(None, output=out, stages=["search", "cubes"])
+    folder = RunFolder(cfg.output)
+    folder.create()
+
+    def cubes(ctx):
+        flaky_cubes(ctx)  # records the failed chunk …
+        os.kill(os.getpid(), signal.SIGKILL)  # … and the driver dies before the stage commits
+
+    cubes.__qualname__ = "flaky_cubes"
+    with folder.lock():
+        run_stages(cfg, {**Fake().stages(), "cubes": cubes}, log=logging.getLogger("test"))
+
+
+def test_a_failure_is_in_the_run_folder_when_the_driver_is_killed(tmp_path):
+    from eocube.pipeline.runner import FAILURES_LOG, read_failure_log
+
+    # spawn: a forked child could inherit a lock held by a thread of this test process
+    p = multiprocessing.get_context("spawn").Process(target=_record_then_die,
+                                                     args=(tmp_path / "run",))
+    p.start()
+    p.join(120)
+    assert p.exitcode == -signal.SIGKILL
+    man = json.loads((tmp_path / "run" / "manifest.json").read_text())
+    assert man["stages"]["cubes"]["status"] == "running" and man["failures"] == []
+    (rec,) = read_failure_log(tmp_path / "run")
+    assert (rec["stage"], rec["kind"], rec["output"], rec["chunk"]) == (
+        "cubes", "chunk", "cubes/x.zarr", [0, 1, 1])
+    assert "bad sector" in rec["error"] and rec["pid"] == p.pid
+    assert (tmp_path / "run" / FAILURES_LOG).read_text().count("\n") == 1
