@@ -196,6 +196,9 @@ class StageContext:
     A tiled stage hands its tiles to :meth:`each_tile`; ``tiles`` holds the tile records
     (committed by an earlier attempt with the same stage hash, and by this one), ``tile`` the
     tile being processed, ``commit`` writes the stage's manifest record (set by the runner).
+    ``resume`` says whether this attempt continues an unfinished one of the same hash (its
+    stores resume) or starts over (its stores are written anew: they may hold another
+    result, or one whose files were changed).
     """
 
     config: RunConfig
@@ -213,6 +216,7 @@ class StageContext:
     tiles_skipped: list[str] = dataclasses.field(default_factory=list)
     tile: str | None = None
     tile_fresh: bool = True
+    resume: bool = False
     commit: Callable[[], None] | None = None
     tile_outputs: dict[str, str] = dataclasses.field(default_factory=dict)
 
@@ -411,6 +415,7 @@ def run_stages(config: RunConfig, stages: Mapping[str, Stage], /, *, log: loggin
             continue
         ctx = StageContext(config, folder, name, log, client,
                            progress=progress(name) if progress else None, hash=h)
+        ctx.resume = bool(entry) and entry.get("hash") == h and entry.get("status") != "done"
         if entry and entry.get("hash") == h:
             # an earlier attempt of this very stage: its committed tiles stand, and the records
             # of what it wrote (not its failed chunks, which are retried) carry over

@@ -216,13 +216,16 @@ def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /,
     failures (and its ``failures.jsonl`` at once) and left unwritten; the stage ends
     ``incomplete``, the run ``completed_with_errors``, and the next run retries the chunk.
 
-    With ``tile``, the output is that tile's (``<stage>/tiles/<tile>/<name>``), written anew
-    unless the tile resumes an incomplete attempt (``mode`` overrides either choice)."""
+    The store resumes when the stage continues an unfinished attempt of the same hash
+    (``ctx.resume``), and is written anew otherwise. With ``tile``, the output is that
+    tile's (``<stage>/tiles/<tile>/<name>``), written anew unless the tile resumes an
+    incomplete attempt. ``mode`` overrides either choice."""
     from eocube.io import to_zarr
 
     path = ctx.output(name) if tile is None else ctx.tile_output(tile, name)
     if mode is None:
-        mode = "w" if tile is not None and ctx.tile_fresh else "resume"
+        fresh = ctx.tile_fresh if tile is not None else not ctx.resume
+        mode = "w" if fresh else "resume"
     rel = f"{ctx.name}/{name}" if tile is None else f"{ctx.name}/tiles/{tile}/{name}"
     report = to_zarr(data, path, mode=mode, stac=False, progress=ctx.progress,
                      on_error="record")
