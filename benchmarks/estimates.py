@@ -40,22 +40,14 @@ def _topdown_networks(out: str | None):
     import torch
 
     from eocube.estimates.stock import topdown_stock
-    from eocube.models.data import (
-        HELD_OUT_SEED,
-        TRAIN_SEEDS,
-        city_spec,
-        s2_composite,
-        stock_cells,
-    )
-    from eocube.synth import make_world
-    from eocube.synth.sensors import Scene
+    from eocube.models.data import HELD_OUT_SEED, TRAIN_SEEDS, load_city
 
     torch.set_num_threads(2)
     t0 = time.perf_counter()
-    spec = city_spec()
-    scene = Scene(make_world(spec, seed=HELD_OUT_SEED))
-    cells, optical = stock_cells(scene), s2_composite(scene, spec.end.year)
-    fit = [stock_cells(Scene(make_world(spec, seed=s))) for s in TRAIN_SEEDS]
+    # the model cities' archives, read as training reads them (cached as `eocube train` does)
+    held = load_city(HELD_OUT_SEED, cache_dir="runs/model-cities")
+    cells, optical = held.cells, held.inputs[held.years[-1]]
+    fit = [load_city(s, cache_dir="runs/model-cities").cells for s in TRAIN_SEEDS]
     t_in = time.perf_counter() - t0
     truth = cells["stock_t"].to_numpy().reshape(-1)
     # Grad-CAM of the three largest stocks and three cells around the median of the built cells

@@ -201,11 +201,24 @@ def read_city(archive: str | Path, /, *, seed: int | None = None,
                     stock_cells(archive, geobox=gb), spec)
 
 
+def _synth_source_digest() -> str:
+    """sha256 of the simulator's source files: a city cached by another version of the world
+    is another city."""
+    import eocube.synth
+
+    h = hashlib.sha256()
+    for f in sorted(Path(eocube.synth.__file__).parent.glob("*.py")):
+        h.update(f.name.encode() + b"\0" + f.read_bytes() + b"\0")
+    return h.hexdigest()
+
+
 def city_key(seed: int, spec: CitySpec, /) -> str:
-    """The cache folder name of a city: preset, size, seed and a digest of the whole spec."""
+    """The cache folder name of a city: preset, size, seed and a digest of the whole spec, of
+    the simulator's source and of what ``load_city`` derives (``_CACHE_VERSION``)."""
     fields = json.dumps({k: str(v) for k, v in dataclasses.asdict(spec).items()},
                         sort_keys=True)
-    digest = hashlib.sha256(f"{_CACHE_VERSION}:{fields}".encode()).hexdigest()[:10]
+    digest = hashlib.sha256(f"{_CACHE_VERSION}:{fields}:{_synth_source_digest()}".encode()
+                            ).hexdigest()[:10]
     return f"{spec.name}-{spec.size_m}-seed{seed}-{digest}"
 
 

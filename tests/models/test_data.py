@@ -12,6 +12,7 @@ import pytest
 
 from eocube.catalog import open_archive
 from eocube.cube import load
+from eocube.models import data
 from eocube.models.data import (
     S1_BANDS,
     S2_BANDS,
@@ -96,7 +97,7 @@ def test_vhr_building_mask_and_stock_cells(tiny_city, tiny_archive):
     assert float(cells["ntl"].mean()) > 0
 
 
-def test_load_city_builds_once_and_caches(tiny_city, tiny_archive, tmp_path):
+def test_load_city_builds_once_and_caches(tiny_city, tiny_archive, tmp_path, monkeypatch):
     spec = resolve_spec("tiny")
     arch = tmp_path / city_key(0, spec) / "archive"
     shutil.copytree(tiny_archive, arch)  # as if built by an earlier call: not built again
@@ -113,3 +114,6 @@ def test_load_city_builds_once_and_caches(tiny_city, tiny_archive, tmp_path):
         assert city.cells.equals(tiny_city.cells)
     assert city_key(0, spec) != city_key(1, spec)
     assert city_key(0, spec) != city_key(0, resolve_spec(spec, new_building_share=0.3))
+    key = city_key(0, spec)  # another version of the simulator: another city
+    monkeypatch.setattr(data, "_synth_source_digest", lambda: "another world")
+    assert city_key(0, spec) != key
