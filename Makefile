@@ -21,5 +21,5 @@ bench: setup
 	.venv/bin/python benchmarks/zonal.py --quick --repeats 3
 	.venv/bin/python benchmarks/change.py --quick
 	.venv/bin/python benchmarks/infer.py --quick
-	.venv/bin/python benchmarks/overlap.py
-	.venv/bin/python benchmarks/scaling.py --sizes 1 4
+	.venv/bin/python benchmarks/overlap.py --mirror 5 --tiles 384 512 --overlaps 16 24 32 48
+	.venv/bin/python benchmarks/scaling.py --base-m 640 --chunk 64 --sizes 1 4
