@@ -485,6 +485,10 @@ def _truth(root: Path, scene: Scene) -> list[dict[str, Any]]:
     layers["change-date"] = (scene.change_date, scene.geobox, -1,
                              "day (since 1970-01-01) the pixel first became built-up in the "
                              "series (a building or rebuild completed); -1: never")
+    layers["construction-start-date"] = (
+        scene.construction_start_date, scene.geobox, -1,
+        "day (since 1970-01-01) construction (site clearing) began on the lot that made the "
+        "pixel built-up in the series; -1: no change")
     layers["demolition-date"] = (scene.demolition_date, scene.geobox, -1,
                                  "day (since 1970-01-01) a demolition first left the pixel not "
                                  "built-up in the series; -1: never")

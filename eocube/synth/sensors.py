@@ -363,6 +363,27 @@ class Scene:
         return self._transitions()[1]
 
     @cached_property
+    def construction_start_date(self) -> np.ndarray:
+        """Day since 1970-01-01 (int32) on which construction began (site clearing) on the
+        earliest-cleared lot covering a pixel that turns built-up in the series (where
+        ``change_date`` ≥ 0); -1 elsewhere. A change detector reading the surface sees the
+        construction process from this day to ``change_date`` (completion)."""
+        b = self.world.buildings
+        if "clearing_date" not in b:
+            return self.change_date.copy()
+        clearing = self._by_id("clearing_date", np.datetime64("NaT", "ns"))
+        clearing = np.asarray(clearing, dtype="datetime64[ns]").astype("datetime64[D]")
+        day = np.where(np.isnat(clearing), np.iinfo(np.int64).max,
+                       clearing.astype(np.int64))
+        coo = self._lot_matrix.tocoo()
+        first = np.full(self._lot_matrix.shape[0], np.iinfo(np.int64).max, dtype=np.int64)
+        np.minimum.at(first, coo.row, day[coo.col])
+        change = self.change_date.ravel()
+        out = np.where((change >= 0) & (first < np.iinfo(np.int64).max),
+                       np.minimum(first, change), change)
+        return out.reshape(self.geobox.shape.yx).astype("int32")
+
+    @cached_property
     def building_id(self) -> np.ndarray:
         """Building id at 10 m (int32, 0 = none), pixel-centre rule."""
         return self._building_ids(self.geobox)

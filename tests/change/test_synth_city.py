@@ -7,10 +7,13 @@ Figures printed (run with ``-s``) and asserted:
 - changed pixels: truth ``change_date`` ≥ 0; "detectable" ones have at least ``consecutive``
   clear observations after the construction (CCDC cannot see a change nobody observed);
 - a break is on time when it is within one revisit of the first clear observation on or
-  after the construction date (a cloudy acquisition cannot show the change); the stricter
-  "within one revisit of the construction date itself" is printed too;
-- stable pixels: no roof built during the series at all (pixels partly covered by a new roof,
-  below the truth's 50 % rule, are neither).
+  after the completion date (a cloudy acquisition cannot show the change); the stricter
+  "within one revisit of the completion date itself" is printed too; a break is "in process"
+  when it falls between site clearing (``construction_start_date``, less one revisit) and the
+  first clear look at the finished building: world v2 builds over months, and the surface
+  changes first at clearing;
+- stable pixels: no lot built, cleared or demolished during the series touches them (pixels
+  partly covered by a new roof, below the truth's 50 % rule, are neither).
 
 The probability-series method runs the shipped S2 built-up model (``urban_s2``) on every
 acquisition through ``eocube.infer.predict`` (clouded pixels stay NaN, i.e. unobserved) and
@@ -59,8 +62,17 @@ def city():
     cube = xr.Dataset({b: (("time", "y", "x"), v[:, i]) for i, b in enumerate(sensors.S2_BANDS)},
                       coords=coords)
     truth = scene.change_date.astype(float)
-    stable = scene.new_built_fraction(times[-1]) == 0
-    return cube, truth, stable
+    start = scene.construction_start_date.astype(float)
+    stable = (scene.new_built_fraction(times[-1]) == 0) & (scene.demolition_date < 0)
+    lots = scene._lot_matrix.tocoo()
+    touched = np.zeros(lots.shape[0], dtype=bool)  # any lot built, cleared or demolished here
+    b = scene.world.buildings
+    active = b["built_in_series"].to_numpy() | b["demolished_date"].notna().to_numpy()
+    ids = np.zeros(lots.shape[1], dtype=bool)
+    ids[b["building_id"].to_numpy()[active]] = True
+    touched[lots.row[ids[lots.col]]] = True
+    stable &= ~touched.reshape(stable.shape)
+    return cube, (truth, start), stable
 
 
 def _days(a: np.ndarray) -> np.ndarray:
@@ -68,7 +80,8 @@ def _days(a: np.ndarray) -> np.ndarray:
     return np.where(np.isnat(a), np.nan, a.astype("datetime64[s]").astype("int64") / 86400.0)
 
 
-def _score(cube, detected_day, truth, stable, label):
+def _score(cube, detected_day, truth_and_start, stable, label):
+    truth, start = truth_and_start
     days = _days(cube["time"].values)
     clear = np.isfinite(cube.to_dataarray().values).all(0)  # (time, y, x)
     changed = truth >= 0
@@ -77,10 +90,14 @@ def _score(cube, detected_day, truth, stable, label):
     detectable = changed & (after.sum(0) >= 6)
     on_time = np.abs(detected_day - first_clear) <= REVISIT
     strict = np.abs(detected_day - truth) <= REVISIT
+    # the construction process: from site clearing (the surface changes first there) to the
+    # first clear look at the finished building
+    in_process = (detected_day >= start - REVISIT) & (detected_day <= first_clear + REVISIT)
     figures = {
         "changed": int(changed.sum()), "detectable": int(detectable.sum()),
         "stable": int(stable.sum()),
         "on_time": float(on_time[detectable].mean()),
+        "in_process": float(in_process[detectable].mean()),
         "strict_all_changed": float(strict[changed].mean()),
         "false_on_stable": float(np.isfinite(detected_day[stable]).mean()),
     }
@@ -96,7 +113,12 @@ def test_ccdc_on_the_synthetic_city(city):
     first_break[np.isinf(first_break)] = np.nan
     f = _score(cube, first_break, truth, stable, "CCDC")
     assert f["detectable"] >= 0.95 * f["changed"] > 100
-    assert f["on_time"] >= 0.90
+    # world v2 builds over months (clearing → soil → foundation → structure): CCDC's first break
+    # is the clearing, not the completion the truth dates. Measured on world v2: 75 % of the
+    # detectable changes break within the construction process, 8 % within a revisit of the
+    # completion, 0.4 % false breaks on stable pixels (world v1, instant construction: 97 % on
+    # time at completion)
+    assert f["in_process"] >= 0.70
     assert f["false_on_stable"] <= 0.02
     assert (out["status"] == 0).mean() > 0.99
 
