@@ -45,13 +45,17 @@ AREAS = (("a city", 1_000.0), ("a country", 500_000.0), ("a continent", 1e7))
 
 
 class Sampler:
-    """Peak resident memory of each of ``pids``, sampled in a thread."""
+    """Peak resident memory of each of ``pids``, sampled in a thread; with a ``log``, also the
+    largest one per stage in progress (``by_stage``)."""
 
-    def __init__(self, pids: list[int], interval: float = 0.1) -> None:
+    def __init__(self, pids: list[int], interval: float = 0.1, log: StageLog | None = None
+                 ) -> None:
         import psutil
 
         self.procs = [psutil.Process(p) for p in pids]
         self.peak = dict.fromkeys(pids, 0)
+        self.log = log
+        self.by_stage: dict[str, int] = {}
         self.interval = interval
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -60,9 +64,13 @@ class Sampler:
         while not self._stop.is_set():
             for p in self.procs:
                 try:
-                    self.peak[p.pid] = max(self.peak[p.pid], p.memory_info().rss)
+                    rss = p.memory_info().rss
                 except Exception:  # a worker restarting
                     continue
+                self.peak[p.pid] = max(self.peak[p.pid], rss)
+                stage = self.log.stage if self.log else None
+                if stage is not None:
+                    self.by_stage[stage] = max(self.by_stage.get(stage, 0), rss)
             self._stop.wait(self.interval)
 
     def __enter__(self) -> Sampler:
@@ -194,7 +202,8 @@ def run(archive: Path, kind: str, workers: int, chunk: int) -> dict[str, Any]:
 
             kw["cluster"] = {"kind": "threads"}
             with dask.config.set(num_workers=workers), Callback(
-                    start=log.start, finish=log.finish), Sampler([psutil.Process().pid]) as mem:
+                    start=log.start, finish=log.finish), Sampler([psutil.Process().pid],
+                                                                  log=log) as mem:
                 idle = psutil.Process().memory_info().rss
                 t0 = time.perf_counter()
                 result = run_pipeline(None, stage_functions=wrapped, **kw)
@@ -209,7 +218,7 @@ def run(archive: Path, kind: str, workers: int, chunk: int) -> dict[str, Any]:
                 idle = max(client.run(lambda: __import__("psutil").Process().memory_info().rss)
                            .values())
                 kw["cluster"] = {"kind": "address", "address": client.scheduler.address}
-                with Sampler(pids) as mem:
+                with Sampler(pids, log=log) as mem:
                     t0 = time.perf_counter()
                     result = run_pipeline(None, stage_functions=wrapped, **kw)
                     wall = time.perf_counter() - t0
@@ -217,7 +226,7 @@ def run(archive: Path, kind: str, workers: int, chunk: int) -> dict[str, Any]:
             raise RuntimeError(f"the {kind} run ended {result.status}; see {out}/run.log")
         return {"seconds": dict(log.seconds), "tasks": dict(log.tasks),
                 "graphs": dict(log.graphs), "busy": dict(log.busy), "wall": wall,
-                "peak": max(mem.peak.values()), "idle": idle}
+                "peak": max(mem.peak.values()), "idle": idle, "peak_by_stage": mem.by_stage}
     finally:
         shutil.rmtree(out.parent, ignore_errors=True)
 
@@ -242,6 +251,8 @@ def report(results: dict[tuple[str, int], dict[str, Any]], km2: dict[int, float]
                 f"{max(0.0, r['seconds'].get(s, 0) - r['busy'].get(s, 0)):.1f}" for s in HEAVY)
             print(f"{k:5d}×{km2[k]:8.2f}{heavy_s(r):9.1f}{heavy_s(r) / km2[k]:8.2f}{lin:10.2f}"
                   f"{r['peak'] / mib:10.0f}{r['peak'] / base['peak']:7.2f}   {per}")
+            print(f"{'':58s}peak MiB by stage: " + "  ".join(
+                f"{s} {r['peak_by_stage'].get(s, 0) / mib:.0f}" for s in HEAVY))
     big = sizes[-1]
     if "cluster" in kinds and "threads" in kinds:
         print("\ncluster / threaded time of the heavy stages: " + "  ".join(

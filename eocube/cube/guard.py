@@ -19,6 +19,7 @@ import json
 import logging
 import os
 import re
+import stat
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -108,18 +109,30 @@ def local_path(href: str, /) -> str | None:
     return None
 
 
+@functools.lru_cache(maxsize=64)
+def _is_archive_manifest(path: str, mtime_ns: int, size: int) -> bool:
+    """Whether ``path`` is an eocube archive manifest; parsed once per version of the file
+    (an archive's manifest lists every file: parsing it per item folder made planning a
+    two-year city take 90 s)."""
+    try:
+        doc = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(doc, dict) and "collections" in doc
+
+
 @functools.lru_cache(maxsize=4096)
 def _archive_root_of_dir(folder: str) -> str | None:
     p = Path(folder)
     for d in (p, *p.parents):
         m = d / "manifest.json"
-        if m.is_file():
-            try:
-                doc = json.loads(m.read_text())
-            except (OSError, ValueError):
-                continue
-            if isinstance(doc, dict) and "collections" in doc:
-                return str(d)
+        try:
+            st = m.stat()
+        except OSError:
+            continue
+        if stat.S_ISREG(st.st_mode) and _is_archive_manifest(str(m), st.st_mtime_ns,
+                                                              st.st_size):
+            return str(d)
     return None
 
 

@@ -11,31 +11,23 @@ chunk (one when the tiles lie on the output grid) and metadata comes from the it
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import inspect
+from collections.abc import Iterable
 from typing import Any
 
 import xarray as xr
 
-from eocube.catalog.hrefs import HrefPolicy
-from eocube.catalog.profiles import SensorProfile
-from eocube.cube._read import OnError
 from eocube.cube.engines import ENGINES
 from eocube.cube.finish import finish
 from eocube.cube.gdal import ensure_configured
-from eocube.cube.guard import Signer
-from eocube.cube.plan import EngineName, Groupby, plan_load
+from eocube.cube.plan import plan_load
 
 
-def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
-         profile: str | SensorProfile | None = None, geobox: Any = None, like: Any = None,
-         crs: Any = None, resolution: float | None = None,
-         bbox: Sequence[float] | None = None, chunks: Mapping[str, int] | None = None,
-         groupby: Groupby = "solar_day", engine: EngineName | None = None,
-         on_error: OnError = "raise",
-         resampling: str | Mapping[str, str] | None = None,
-         href_policy: HrefPolicy | None = None, verify: bool = False,
-         sign: Signer | None = None) -> xr.Dataset:
+def load(items: Iterable[Any], /, **options: Any) -> xr.Dataset:
     """Load STAC items as a lazy cube in physical units.
+
+    Its keywords are ``plan_load``'s, declared there once (``inspect.signature(load)`` shows
+    them); all are keyword-only.
 
     Parameters
     ----------
@@ -106,9 +98,11 @@ def load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
     >>> cube = load(items, bands=["red", "nir", "SCL"], resolution=20,
     ...             chunks={"x": 512, "y": 512})  # doctest: +SKIP
     """
-    plan = plan_load(items, bands=bands, profile=profile, geobox=geobox, like=like, crs=crs,
-                     resolution=resolution, bbox=bbox, chunks=chunks, groupby=groupby,
-                     engine=engine, on_error=on_error, resampling=resampling,
-                     href_policy=href_policy, verify=verify, sign=sign)
+    plan = plan_load(items, **options)
     ensure_configured()
     return finish(ENGINES[plan.engine](plan), plan)
+
+
+# one declaration of the keywords, plan_load's: help(load) and IDEs show them
+load.__signature__ = inspect.signature(plan_load).replace(  # type: ignore[attr-defined]
+    return_annotation="xr.Dataset")

@@ -107,3 +107,29 @@ def test_s1_mask_removes_nodata_and_zero_border():
     assert ok.sum() == 12 - 3 - 1
     m = mask_s1(cube)
     assert np.isnan(m.vv.values[0, :, 0]).all() and np.isnan(m.vv.values[0, 1, 2])
+
+
+def test_yearly_median_is_the_masked_composite_of_each_year(tiny_archive):
+    """The pipeline's and the training data's one compositing path: per year of items, the
+    median of mask(load(items)); each year read with its dates in one chunk; and with
+    ``loaded``, the years' cubes handed back for their read failures."""
+    from eocube.catalog import open_archive
+    from eocube.cube import load
+    from eocube.cube.composite import yearly_median
+
+    items = list(open_archive(tiny_archive).items("sentinel-2-l2a"))
+    bands = ["B04", "B08", "SCL"]
+    gb = load(items, bands=["SCL"], resolution=20, chunks={}).odc.geobox
+    loaded: list[xr.Dataset] = []
+    got = yearly_median(items, bands=bands, geobox=gb, chunks={"x": 32, "y": 32},
+                        mask=mask_clouds, loaded=loaded)
+    dates = pd.DatetimeIndex(sorted({it["properties"]["datetime"] for it in items}))
+    assert [len(c["time"]) for c in loaded] == [int((dates.year == y).sum())
+                                                for y in (2020, 2021)]  # one step a date
+    assert all(c.chunks["time"] == (c.sizes["time"],) for c in loaded)
+    assert list(got.data_vars) == ["B04", "B08"]
+    assert list(pd.DatetimeIndex(got["time"].values).year) == [2020, 2021]
+    want = composite(mask_clouds(load(items, bands=bands, geobox=gb, chunks={})),
+                     period="year", stat="median")
+    xr.testing.assert_allclose(got.compute(), want.compute())
+    assert float(got["B04"].isnull().mean()) < 0.01  # clouds masked, clear dates remain
