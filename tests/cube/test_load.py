@@ -126,3 +126,18 @@ def test_items_may_be_plain_dicts(tiny_archive, tiny_scene):
         "linear power"
     assert json.loads(json.dumps(items[0]))["collection"] == "sentinel-1-rtc"
     assert isinstance(pystac.Item.from_dict(items[0]), pystac.Item)
+
+
+def test_load_takes_plan_loads_keywords_declared_once():
+    """``load`` is plan + engine + finish: its keywords are ``plan_load``'s, shown by
+    ``inspect.signature`` and checked like any keyword-only parameter."""
+    import inspect
+
+    from eocube.cube import plan_load
+
+    sig, plan_sig = inspect.signature(load), inspect.signature(plan_load)
+    assert list(sig.parameters) == list(plan_sig.parameters)
+    assert all(p.kind == p.KEYWORD_ONLY for n, p in sig.parameters.items() if n != "items")
+    assert sig.parameters["groupby"].default == "solar_day"
+    with pytest.raises(TypeError, match="bandz"):
+        load([], bandz=["B04"])
