@@ -235,3 +235,18 @@ def test_old_public_import_paths_still_work():
     from eocube.zonal import taz_features as tf3
 
     assert tf2 is tf3 and t2 is topsis and ahp2 is ahp_weights
+
+
+def test_population_estimates_share_prepare_inputs_keywords(city):
+    """deff and compare_population take prepare_inputs' layers and options, and nothing
+    else: a misspelt or missing one is a TypeError, never silently dropped."""
+    ci, feats = city
+    for fn in (deff, compare_population):
+        with pytest.raises(TypeError, match="pop_column"):
+            fn(ci.buildings, **_kw(ci, feats), pop_column="pop_end")
+        with pytest.raises(TypeError, match="features"):
+            fn(ci.buildings, **{k: v for k, v in _kw(ci, feats).items() if k != "features"})
+    # the options reach the shared preparation: another split changes the held-out set
+    a = deff(ci.buildings, **_kw(ci, feats), seed=0).communities["split"]
+    b = deff(ci.buildings, **_kw(ci, feats), seed=1).communities["split"]
+    assert (a != b).any()
