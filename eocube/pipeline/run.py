@@ -189,6 +189,9 @@ def run_pipeline(config: str | os.PathLike[str] | RunConfig | None = None, /, *,
                 h.flush()
         log.info("run %s: %s (ran %s; skipped %s)", root, result.status,
                  ", ".join(result.ran) or "none", ", ".join(result.skipped) or "none")
+        for stage, t in result.tiles.items():
+            log.info("stage %s: tiles ran %d (%s), skipped %d (committed before)", stage,
+                     len(t["ran"]), ", ".join(t["ran"]) or "none", len(t["skipped"]))
         return result
 
 
