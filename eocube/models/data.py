@@ -9,8 +9,7 @@ world is simulated reaches the models through the same files the pipeline reads.
 Truth is taken at the temporal middle of each composite window (1 July for a yearly
 composite): a median over a year shows the surface as it stood mid-year, so labels at the end
 of the year would call buildings finished in the second half "built" where the image shows
-none. The archive holds built-up at the end of each year and the day each pixel became
-built-up; built-up on 1 July is the first without the pixels that changed after that day.
+none; ``builtup_truth`` derives it from the archive's end-of-year built-up and change dates.
 """
 
 from __future__ import annotations
@@ -43,8 +42,9 @@ STOCK_CELL_M = 100
 #: the archive collections each input comes from
 S2_COLLECTION, S1_COLLECTION = "sentinel-2-l2a", "sentinel-1-rtc"
 NTL_COLLECTION, VHR_COLLECTION = "viirs-ntl-monthly", "eocube-synth-vhr"
-#: bumped when what ``load_city`` derives from an archive changes (invalidates caches)
-_CACHE_VERSION = 2
+#: bumped when what ``load_city`` derives from an archive changes: the cached arrays are
+#: derived again from the cached archive
+DERIVED_VERSION = 3
 
 
 def city_spec(landscape: str = "temperate") -> CitySpec:
@@ -108,14 +108,29 @@ def _year(comp: xr.Dataset, year: int) -> xr.Dataset:
 
 
 def builtup_truth(archive: str | Path, year: int, /) -> xr.DataArray:
-    """Built-up (uint8 0/1, roof fraction ≥ 0.5) on 1 July of ``year``, on the 10 m grid:
-    the archive's built-up at the end of the year less the pixels whose change date is
-    later than 1 July."""
+    """Built-up (uint8 0/1, roof fraction ≥ 0.5) on 1 July of ``year``, on the 10 m grid.
+
+    The archive holds built-up at the end of each year and, per pixel, the first day it
+    turned built-up (``change-date``) and the first day a demolition left it not built-up
+    (``demolition-date``, where the archive has one). Walking back from 31 December: a pixel
+    whose first event after 1 July is turning built-up was not built-up on 1 July, one whose
+    first event then is a demolition was; the others were as at the year's end. (A pixel with
+    a second turn in the same half-year, not in the archive, keeps the end-of-year state.)
+    """
+    from eocube.synth import truth_layers
+
     end = read_truth(archive, f"builtup-{year}")
-    changed = read_truth(archive, "change-date")
-    july = int((pd.Timestamp(f"{year}-07-01") - pd.Timestamp("1970-01-01")).days)
-    a = ((end == 1) & ~(changed > july)).astype("uint8")
-    return a.rename("builtup").assign_attrs({})
+    up = read_truth(archive, "change-date").to_numpy()
+    down = (read_truth(archive, "demolition-date").to_numpy()
+            if "demolition-date" in truth_layers(archive) else np.full_like(up, -1))
+    epoch = pd.Timestamp("1970-01-01")
+    july = (pd.Timestamp(f"{year}-07-01") - epoch).days
+    dec31 = (pd.Timestamp(f"{year}-12-31") - epoch).days
+    up_later = (up > july) & (up <= dec31)
+    down_later = (down > july) & (down <= dec31)
+    built_then = np.where(up_later & ~(down_later & (down < up)), 0,
+                          np.where(down_later, 1, end.to_numpy() == 1))
+    return end.copy(data=built_then.astype("uint8")).rename("builtup").assign_attrs({})
 
 
 def vhr_image(archive: str | Path, /) -> tuple[xr.DataArray, xr.DataArray]:
@@ -213,12 +228,11 @@ def _synth_source_digest() -> str:
 
 
 def city_key(seed: int, spec: CitySpec, /) -> str:
-    """The cache folder name of a city: preset, size, seed and a digest of the whole spec, of
-    the simulator's source and of what ``load_city`` derives (``_CACHE_VERSION``)."""
+    """The cache folder name of a city: preset, size, seed and a digest of the whole spec and
+    of the simulator's source."""
     fields = json.dumps({k: str(v) for k, v in dataclasses.asdict(spec).items()},
                         sort_keys=True)
-    digest = hashlib.sha256(f"{_CACHE_VERSION}:{fields}:{_synth_source_digest()}".encode()
-                            ).hexdigest()[:10]
+    digest = hashlib.sha256(f"{fields}:{_synth_source_digest()}".encode()).hexdigest()[:10]
     return f"{spec.name}-{spec.size_m}-seed{seed}-{digest}"
 
 
@@ -239,14 +253,15 @@ def load_city(seed: int, /, *, spec: CitySpec | None = None,
     models need from it through ``eocube.cube`` (``read_city``).
 
     With ``cache_dir`` the archive stays there (``<cache_dir>/<city_key>/archive``) and what
-    is loaded from it is kept beside it as Zarr, so a second call reads it back; without it the
-    archive is built in a temporary folder and removed once loaded.
+    is loaded from it is kept beside it as Zarr (``derived-v<DERIVED_VERSION>/``), so a second
+    call reads it back; without it the archive is built in a temporary folder and removed once
+    loaded.
     """
     spec = spec or city_spec()
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="eocube-city-") as d:
             return read_city(city_archive(seed, spec=spec, cache_dir=d), seed=seed, spec=spec)
-    root = Path(cache_dir) / city_key(seed, spec)
+    root = Path(cache_dir) / city_key(seed, spec) / f"derived-v{DERIVED_VERSION}"
     if (root / "done").exists():
         return _read_cached(root, seed, spec)
     city = read_city(city_archive(seed, spec=spec, cache_dir=cache_dir), seed=seed, spec=spec)
