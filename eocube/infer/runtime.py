@@ -228,6 +228,11 @@ def forward(ref: WeightsRef, opts: RunOptions, inputs: Sequence[np.ndarray], /
     from eocube.models.apply import autocast, head_output
 
     (model, spec), dev = get_model(ref, device=opts.device, threads=opts.threads)
+    if opts.threads and dev.type == "cpu" and torch.get_num_threads() != opts.threads:
+        # a CPU forward's float rounding depends on its intra-op thread count (dilated and
+        # channels-last kernels split their sums by thread): a fixed count gives the same
+        # bits on every scheduler and worker
+        torch.set_num_threads(int(opts.threads))
     with torch.inference_mode(), autocast(dev, opts.amp):
         out = model(*[_to_device(model, a, dev) for a in inputs])
     res = []

@@ -255,7 +255,9 @@ def inference_stage(ctx: StageContext) -> None:
     from eocube.infer import predict, predict_change
     cfg = ctx.config
     m, inf = cfg.models, cfg.inference
-    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device}
+    # one intra-op thread per forward: Dask runs chunks in parallel, and a fixed count gives
+    # the same bits on the threaded scheduler and on any cluster's workers
+    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device, "threads": 1}
     comp = open_zarr(ctx, "cubes", "composites.zarr")
     gb = comp.odc.geobox
     tiles = stage_tiles(ctx, gb)
@@ -410,7 +412,8 @@ def buildings_stage(ctx: StageContext) -> None:
         inf = cfg.inference
         comp = open_zarr(ctx, "cubes", "composites.zarr").isel(time=[-1])
         height = predict_height(read_items(ctx, "s1"), comp, cfg.buildings.height_model,
-                                tile=inf.tile, overlap=inf.overlap, device=inf.device).load()
+                                tile=inf.tile, overlap=inf.overlap, device=inf.device,
+                                threads=1).load()
         write_zarr(ctx, height.rename("height").chunk({"x": cfg.chunk, "y": cfg.chunk}),
                    "height.zarr")
         ctx.properties["eocube:weights_sha256"] = {
