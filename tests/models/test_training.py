@@ -144,7 +144,13 @@ def test_builtup_metrics_score_every_head_against_the_city_truth(tiny_city):
     model = load_model("urban_fusion", device="cpu")
     got = builtup_metrics(tiny_city, model, device="cpu")
     assert set(got) == {"out", "sar", "optical"}
-    assert all(0.8 < v["f1"] <= 1 and 0 < v["iou"] <= v["f1"] for v in got.values())
+    assert all(0 < v["iou"] <= v["f1"] <= 1 for v in got.values())
+    # world v2 (shipped weights retrained on it), measured on the tiny city: fused 0.90, optical
+    # head 0.885, SAR head 0.73 (layover, shadow and double bounce make S1 alone hard: a per-pixel
+    # logistic regression on VV scores 0.45 in benchmarks/world_difficulty.py)
+    f1 = {k: v["f1"] for k, v in got.items()}
+    assert f1["out"] > 0.85 and f1["optical"] > 0.8 and f1["sar"] > 0.65
+    assert f1["out"] >= max(f1["sar"], f1["optical"])
     # scored against the city's own truth: inverting the truth ruins the score
     flipped = dataclasses.replace(tiny_city, builtup={y: 1 - b for y, b in
                                                       tiny_city.builtup.items()})
