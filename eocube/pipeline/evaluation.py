@@ -19,11 +19,18 @@ Tables written (``evaluation/*.parquet``), one row per method:
   bottom-up estimate from derived buildings against volume × mean intensity, and the same
   bottom-up method fed the truth's heights and structures (the ceiling of the inputs);
 - ``greening``: class counts from derived inputs and from the truth's buildings and occupants;
-- ``sdg``: LCRPGR per community from the derived built-up against the truth's built-up.
+- ``sdg``: LCRPGR per community from the derived built-up against the truth's built-up;
+- ``timing``: when a change is dated, against the truth's construction dates (completion,
+  site clearing, demolition), see ``timing_table``: the yearly time of change
+  (``builtup_year``) and, when the run has ``change/ccdc.zarr``, CCDC's first break (to the
+  day and to the year) beside a trivial baseline on the same composites: the pixels new
+  between the first and last yearly NDBI > 0 map, dated at the last year (yearly rows) or at
+  the middle of the run's dates (rows to the day).
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -33,7 +40,11 @@ import xarray as xr
 from eocube.errors import ConfigError
 from eocube.pipeline.runner import StageContext
 
-__all__ = ["evaluation_stage", "otsu"]
+__all__ = ["TIMING_TOLERANCE_DAYS", "evaluation_stage", "otsu", "timing_inputs", "timing_table"]
+
+#: a date to the day is on time within this many days of the completion: three S2 revisits,
+#: so that a finished building hidden by a cloud or two is still dated on time
+TIMING_TOLERANCE_DAYS = 30.0
 
 
 def otsu(values: np.ndarray, /, *, bins: int = 256) -> float:
@@ -365,6 +376,198 @@ def sdg_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
     }])
 
 
+def _days(a: np.ndarray) -> np.ndarray:
+    """Days since 1970-01-01 as floats, NaN for none: from datetimes (NaT none) or from the
+    truth's integer days (negative, its nodata -1, none)."""
+    a = np.asarray(a)
+    if np.issubdtype(a.dtype, np.datetime64):
+        return np.where(np.isnat(a), np.nan, a.astype("datetime64[s]").astype("int64") / 86400.0)
+    a = a.astype(np.float64)
+    return np.where(a >= 0, a, np.nan)
+
+
+def _year_of(days: np.ndarray) -> np.ndarray:
+    """The calendar year of days since 1970-01-01 (floats, NaN stays NaN)."""
+    ok = np.isfinite(days)
+    d = np.floor(np.where(ok, days, 0.0)).astype("int64").astype("datetime64[D]")
+    return np.where(ok, d.astype("datetime64[Y]").astype("int64") + 1970.0, np.nan)
+
+
+def _share(hit: np.ndarray, where: np.ndarray) -> float:
+    n = int(where.sum())
+    return float((hit & where).sum() / n) if n else float("nan")
+
+
+def timing_table(completion: np.ndarray, /, *, construction_start: np.ndarray,
+                 demolition: np.ndarray, first_day: float, last_day: float,
+                 yearly: Mapping[str, np.ndarray] | None = None,
+                 daily: Mapping[str, np.ndarray] | None = None,
+                 tolerance_days: float = TIMING_TOLERANCE_DAYS) -> pd.DataFrame:
+    """When changes are dated, against the truth's construction dates: one row per method.
+
+    Pure and eager (numpy in, a small table out). Every date is in days since 1970-01-01 as
+    the truth rasters store them (``change-date``, ``construction-start-date``,
+    ``demolition-date``: a negative value or NaN is none) or as ``datetime64`` (NaT none).
+
+    The pixels scored, the same for every row:
+
+    - *changed*: the truth's completion (``completion``) falls within
+      ``[first_day, last_day]``, the run's dates;
+    - *stable*: no construction process (site clearing to completion; the completion alone
+      where the truth has no start, the rest of the run where it has a start but no
+      completion) overlaps the run's dates and no demolition falls within them. A pixel whose
+      construction overlaps the run but is completed outside it is neither. The truth rasters
+      follow its 50 % rule, so a pixel partly covered by a new roof can count as stable.
+
+    Parameters
+    ----------
+    completion
+        The truth's completion day per pixel (``change-date``).
+    construction_start, demolition
+        The truth's site-clearing day and demolition day per pixel, shaped as ``completion``.
+    first_day, last_day
+        The run's first and last day (days since 1970-01-01), inclusive.
+    yearly
+        Method name → the year each pixel is dated changed (NaN, or a value ≤ 0 such as
+        ``builtup_year``'s -1: not dated). A pixel is *on time* when dated in the year of its
+        completion, *in process* when dated in a year from its site clearing's to its
+        completion's.
+    daily
+        Method name → the day each pixel is dated changed (days since 1970-01-01 or
+        ``datetime64``; NaN / NaT: not dated). *On time*: within ``tolerance_days`` of the
+        completion; *in process*: from the site clearing less ``tolerance_days`` to the
+        completion plus ``tolerance_days``.
+    tolerance_days
+        How far from the truth a date to the day may fall (default three S2 revisits).
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per method (``yearly`` then ``daily``): ``method``, ``dated_to`` (``"year"``
+        or ``"day"``), ``tolerance_days`` (0 for years), ``n_changed``, ``n_stable``, and the
+        shares ``on_time``, ``in_process`` and ``never_dated`` of the changed pixels,
+        ``false_on_stable`` (stable pixels dated at all), and ``median_abs_error_days`` (of
+        the dated changed pixels against the completion; days only). A share over no pixel is
+        NaN.
+
+    Examples
+    --------
+    Two lots completed in 2020 and 2021 (their sites cleared in 2019 and 2020) and two
+    stable pixels; a yearly method dates both lots in 2020 and one stable pixel in 2021:
+
+    >>> import numpy as np
+    >>> done = np.array([18300, 18700, -1, -1])  # 2020-02-08, 2021-03-14, never, never
+    >>> t = timing_table(done, construction_start=np.array([18200, 18600, -1, -1]),
+    ...                  demolition=np.full(4, -1), first_day=18262, last_day=18992,
+    ...                  yearly={"a": np.array([2020, 2020, -1, 2021])})
+    >>> r = t.iloc[0]
+    >>> int(r.n_changed), int(r.n_stable), float(r.on_time), float(r.in_process)
+    (2, 2, 0.5, 1.0)
+    >>> float(r.never_dated), float(r.false_on_stable)
+    (0.0, 0.5)
+    """
+    done = _days(completion)
+    start = _days(construction_start)
+    gone = _days(demolition)
+    if not done.shape == start.shape == gone.shape:
+        raise ValueError(f"the truth rasters differ in shape: completion {done.shape}, "
+                         f"construction_start {start.shape}, demolition {gone.shape}; pass "
+                         "them on one grid")
+    changed = (done >= first_day) & (done <= last_day)
+    begun = np.where(np.isfinite(start), start, done)
+    # a start with no completion is a construction still going at the end
+    ends = np.where(np.isfinite(done), done, np.where(np.isfinite(start), np.inf, np.nan))
+    busy = (begun <= last_day) & (ends >= first_day)
+    stable = ~changed & ~busy & ~((gone >= first_day) & (gone <= last_day))
+    base = {"n_changed": int(changed.sum()), "n_stable": int(stable.sum())}
+    rows = []
+    for name, year in (yearly or {}).items():
+        y = np.asarray(year, dtype=np.float64)
+        if y.shape != done.shape:
+            raise ValueError(f"yearly[{name!r}] has shape {y.shape}, the truth {done.shape}")
+        dated = np.isfinite(y) & (y > 0)
+        rows.append({"method": name, "dated_to": "year", "tolerance_days": 0.0, **base,
+                     "on_time": _share(dated & (y == _year_of(done)), changed),
+                     "in_process": _share(dated & (y >= _year_of(begun)) & (y <= _year_of(done)),
+                                          changed),
+                     "never_dated": _share(~dated, changed),
+                     "false_on_stable": _share(dated, stable),
+                     "median_abs_error_days": float("nan")})
+    for name, when in (daily or {}).items():
+        d = _days(when)
+        if d.shape != done.shape:
+            raise ValueError(f"daily[{name!r}] has shape {d.shape}, the truth {done.shape}")
+        dated = np.isfinite(d)
+        err = np.abs(d - done)
+        off = err[dated & changed]
+        rows.append({"method": name, "dated_to": "day", "tolerance_days": float(tolerance_days),
+                     **base,
+                     "on_time": _share(dated & (err <= tolerance_days), changed),
+                     "in_process": _share(dated & (d >= begun - tolerance_days)
+                                          & (d <= done + tolerance_days), changed),
+                     "never_dated": _share(~dated, changed),
+                     "false_on_stable": _share(dated, stable),
+                     "median_abs_error_days": float(np.median(off)) if off.size
+                     else float("nan")})
+    return pd.DataFrame(rows)
+
+
+def timing_inputs(ctx: StageContext, archive: Any) -> dict[str, Any] | None:
+    """The arguments of ``timing_table`` for a run, on its grid (``None`` when the archive's
+    truth has no construction dates): the truth rasters, the run's dates, and the methods.
+
+    The yearly time of change is ``builtup_year`` where it is later than the first year: a
+    pixel built-up in the first yearly map carries no date (it may have been built any time
+    before), so a yearly method cannot date a change completed in the run's first year.
+    CCDC's first break is scored to the day and by its year when the run has
+    ``change/ccdc.zarr``. The baseline, on the same composites: the pixels new between the
+    first and last yearly NDBI > 0 map, dated at the last year (yearly) or at the middle of
+    the run's dates (to the day).
+    """
+    from eocube.pipeline.stages import open_zarr
+    from eocube.synth.truth import read_truth, truth_layers
+
+    cfg = ctx.config
+    layers = ("change-date", "construction-start-date", "demolition-date")
+    if not set(layers) <= set(truth_layers(archive)):
+        return None
+    by = open_zarr(ctx, "change", "builtup_change.zarr")["builtup_year"].load()
+    done, start, gone = (_on(by, read_truth(archive, n)) for n in layers)
+    years = pd.DatetimeIndex(open_zarr(ctx, "inference", "builtup.zarr")["time"].values).year
+    first = max(pd.Timestamp(f"{years[0]}-01-01"), pd.Timestamp(cfg.dates.start or "1970-01-01"))
+    last = min(pd.Timestamp(f"{years[-1]}-12-31"), pd.Timestamp(cfg.dates.end or "2262-01-01"))
+    first_day, last_day = (float((t - pd.Timestamp("1970-01-01")).days) for t in (first, last))
+    year = by.to_numpy().astype(np.float64)
+    year[year <= years[0]] = np.nan  # never (-1), or built-up from the first map on
+    comp = open_zarr(ctx, "cubes", "composites.zarr")[["B08", "B11"]].isel(time=[0, -1]).load()
+    ndbi = ((comp["B11"] - comp["B08"]) / (comp["B11"] + comp["B08"])).to_numpy() > 0
+    new = _on(by, xr.DataArray(ndbi[-1] & ~ndbi[0], dims=("y", "x"),
+                               coords={"y": comp["y"], "x": comp["x"]})) == 1
+    yearly = {f"first year mapped built-up ({cfg.models.builtup} ≥ {cfg.change.threshold:g}, "
+              "builtup_year)": year}
+    daily = {}
+    if ctx.has("change", "ccdc.zarr"):
+        fb = _days(_on(by, open_zarr(ctx, "change", "ccdc.zarr")["first_break"].load()))
+        yearly["CCDC first break, its year"] = _year_of(fb)
+        daily["CCDC first break"] = fb
+    yearly["baseline: new between the first and last yearly NDBI > 0 map, dated at the last "
+           "year"] = np.where(new, float(years[-1]), np.nan)
+    daily["baseline: new between the first and last yearly NDBI > 0 map, dated at the middle "
+          "of the run"] = np.where(new, (first_day + last_day) / 2, np.nan)
+    return {"completion": done, "construction_start": start, "demolition": gone,
+            "first_day": first_day, "last_day": last_day, "yearly": yearly, "daily": daily}
+
+
+def run_timing_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
+    """``timing_table`` of the run (see ``timing_inputs``)."""
+    args = timing_inputs(ctx, archive)
+    if args is None:
+        return pd.DataFrame([{"method": "not scored: the archive's truth has no construction "
+                              "dates (a city built before world v2: rebuild it with "
+                              "eocube.synth.build_city)"}])
+    return timing_table(args.pop("completion"), **args)
+
+
 def evaluation_stage(ctx: StageContext) -> None:
     """Every derived result against ``truth/``, beside its baselines (see the module doc)."""
     from eocube.io import to_geoparquet
@@ -373,7 +576,7 @@ def evaluation_stage(ctx: StageContext) -> None:
     built, change = builtup_tables(ctx, archive)
     tables = {"builtup": built, "change": change, "population": population_table(ctx, archive),
               "stock": stock_table(ctx, archive), "greening": greening_table(ctx),
-              "sdg": sdg_table(ctx, archive)}
+              "sdg": sdg_table(ctx, archive), "timing": run_timing_table(ctx, archive)}
     for name, t in tables.items():
         to_geoparquet(t.reset_index(drop=True), ctx.output(f"{name}.parquet",
                                                            title=f"{name} against truth"))

@@ -132,7 +132,11 @@ def report_stage(ctx: StageContext) -> None:
                             "and community level against the census",
               "stock": "Material stock per 100 m cell against truth",
               "greening": "Roof-greening classes",
-              "sdg": "SDG 11.3.1 against the truth's built-up"}
+              "sdg": "SDG 11.3.1 against the truth's built-up",
+              "timing": "When changes are dated, against the truth's construction dates (on "
+                        "time: in the completion year, or within tolerance_days of the "
+                        "completion; in process: from site clearing to completion; a yearly "
+                        "map cannot date a change of its first year)"}
     if "evaluation" in man["stages"]:
         parts.append("<h2>Metrics against truth, with baselines</h2>")
         for name, title in titles.items():
