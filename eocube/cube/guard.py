@@ -317,34 +317,52 @@ def _chain(exc: BaseException) -> list[BaseException]:
     return out
 
 
-class _RedactUrls(logging.Filter):
-    """Strips query strings and credentials from the URLs in a log record (GDAL logs the
-    signed URL of every retried request)."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
+def _redact_record(record: logging.LogRecord) -> None:
+    """Strip query strings and credentials from the URLs in ``record``'s message and in the
+    traceback it carries (GDAL logs the signed URL of every retried request; urllib3 logs every
+    request line; an exception's text quotes the URL it failed on)."""
+    try:
         msg = record.getMessage()
-        red = redact_text(msg)
-        if red != msg:
-            record.msg, record.args = red, ()
-        return True
+    except Exception:  # a malformed record: the handler reports it, with nothing to redact
+        return
+    red = redact_text(msg)
+    if red != msg:
+        record.msg, record.args = red, ()
+    if record.exc_info and record.exc_info[0] is not None:
+        text = logging.Formatter().formatException(record.exc_info)
+        red = redact_text(text)
+        if red != text:  # the formatted, redacted traceback stands in for the exception
+            record.exc_info, record.exc_text = None, red
 
 
-#: the loggers that quote hrefs: GDAL's (through rasterio), odc-loader's, distributed's
-REDACTED_LOGGERS = ("rasterio", "rasterio._env", "rasterio._base", "rasterio._io",
-                    "odc", "odc.loader", "distributed.worker", "eocube")
+#: the top-level loggers whose records (their children's included) may quote an href: GDAL's
+#: (through rasterio), odc-loader's, distributed's, eocube's, and the HTTP and object-store
+#: clients (urllib3 logs every request line with its query string at DEBUG)
+REDACTED_LOGGERS = ("rasterio", "odc", "distributed", "eocube", "urllib3", "requests",
+                    "fsspec", "aiohttp", "s3fs", "botocore", "pystac_client")
 _redacting: list[bool] = []
+_log = logging.getLogger(__name__)
 
 
 def redact_logs() -> None:
-    """Install (once per process) the filter that redacts URLs in the log records of
-    ``REDACTED_LOGGERS``; every read task calls it, so workers redact too."""
+    """Install (once per process) the redaction of URLs in every log record of
+    ``REDACTED_LOGGERS`` and their children; every read task calls it, so workers redact too.
+
+    A ``logging.Filter`` on a logger sees only that logger's own records, not those its
+    children propagate, so the redaction wraps the log-record factory instead."""
     if _redacting:
         return
     with _lock:
         if not _redacting:
-            f = _RedactUrls()
-            for name in REDACTED_LOGGERS:
-                logging.getLogger(name).addFilter(f)
+            make = logging.getLogRecordFactory()
+
+            def redacting_factory(name: str, *args: Any, **kwargs: Any) -> logging.LogRecord:
+                record = make(name, *args, **kwargs)
+                if name.partition(".")[0] in REDACTED_LOGGERS:
+                    _redact_record(record)
+                return record
+
+            logging.setLogRecordFactory(redacting_factory)
             _redacting.append(True)
 
 
@@ -364,7 +382,10 @@ def attempt(read: Callable[[str], T], uri: str, /, *, guard: ReadGuard,
             if i == n or classify(e) != "transient":
                 e.eocube_attempts = i  # type: ignore[attr-defined]
                 raise
-            time.sleep(guard.backoff * 2 ** (i - 1))
+            wait = guard.backoff * 2 ** (i - 1)
+            _log.warning("retrying %s in %.1f s (attempt %d of %d failed: %s)", redact(uri),
+                         wait, i, n, redact_text(str(e)))
+            time.sleep(wait)
     raise AssertionError("unreachable")
 
 
