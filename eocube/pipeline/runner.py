@@ -21,9 +21,11 @@ import contextlib
 import dataclasses
 import datetime as _dt
 import fcntl
+import functools
 import json
 import logging
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
@@ -340,8 +342,28 @@ Stage = Callable[[StageContext], None]
 
 
 def stage_code(fn: Stage) -> str:
-    """The identity of a stage function in the stage hash (its module and name)."""
-    return f"{getattr(fn, '__module__', '?')}.{getattr(fn, '__qualname__', repr(fn))}"
+    """The identity of a stage function in the stage hash: its module and name, and a digest of
+    its module's source, so that a changed stage (an upgrade from git at the same version
+    number, say) reruns instead of keeping the old results."""
+    module = getattr(fn, "__module__", "?")
+    path = getattr(sys.modules.get(module), "__file__", None)
+    try:
+        st = os.stat(path) if path else None
+    except OSError:
+        st = None
+    digest = _source_digest(path, st.st_mtime_ns, st.st_size) if st else "?"
+    return f"{module}.{getattr(fn, '__qualname__', repr(fn))}:{digest}"
+
+
+@functools.lru_cache(maxsize=64)
+def _source_digest(path: str, mtime_ns: int, size: int) -> str:
+    """The source's digest, cached per version of the file (its modification time and size)."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "?"
 
 
 def _up_to_date(folder: RunFolder, entry: Mapping[str, Any] | None, h: str) -> bool:

@@ -397,3 +397,30 @@ def test_a_failure_is_in_the_run_folder_when_the_driver_is_killed(tmp_path):
         "cubes", "chunk", "cubes/x.zarr", [0, 1, 1])
     assert "bad sector" in rec["error"] and rec["pid"] == p.pid
     assert (tmp_path / "run" / FAILURES_LOG).read_text().count("\n") == 1
+
+
+def test_a_stage_whose_code_changed_reruns_with_what_follows(tmp_path, monkeypatch):
+    # the stage hash carries a digest of the stage's module source: an eocube upgraded from
+    # git at the same version number reruns the changed stage instead of keeping its results
+    import importlib
+
+    src = tmp_path / "mystage.py"
+    src.write_text("def fn(ctx):\n    ctx.output('out.txt').write_text('v1')\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    mod = importlib.import_module("mystage")
+    cfg = load_config(None, output=tmp_path / "run")
+    fake = Fake()
+    stages = {**fake.stages(), "features": mod.fn}
+    folder = RunFolder(cfg.output)
+    folder.create()
+    with folder.lock():
+        run_stages(cfg, stages, log=logging.getLogger("test"))
+        fake.calls.clear()
+        r = run_stages(cfg, stages, log=logging.getLogger("test"))
+        assert r.ran == () and fake.calls == []
+        src.write_text("def fn(ctx):\n    ctx.output('out.txt').write_text('v2')  # fixed\n")
+        mod = importlib.reload(mod)
+        r = run_stages(cfg, {**stages, "features": mod.fn}, log=logging.getLogger("test"))
+    after = STAGES[STAGES.index("features"):]
+    assert r.ran == after and fake.calls == list(after[1:])
+    assert (tmp_path / "run" / "features" / "out.txt").read_text() == "v2"
