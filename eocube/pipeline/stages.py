@@ -17,6 +17,7 @@ import pandas as pd
 import xarray as xr
 
 from eocube.errors import ConfigError
+from eocube.pipeline.config import RunConfig
 from eocube.pipeline.runner import StageContext, StageFailed
 
 __all__ = ["buildings_stage", "change_stage", "cubes_stage", "estimates_stage",
@@ -319,6 +320,17 @@ def builtup_change(prob: xr.DataArray, /, *, threshold: float) -> xr.Dataset:
     return out
 
 
+#: the largest CCDC chunk side: a chunk holds every pixel's whole S2 series, all bands, at once
+CCDC_MAX_CHUNK = 256
+
+
+def ccdc_chunk(cfg: RunConfig) -> int:
+    """The spatial chunk side of the CCDC stage: the run's ``chunk``, capped at
+    ``CCDC_MAX_CHUNK``, so that a worker's memory follows the configured chunk and not the
+    area (a fixed 256 made the 64 px chunks of a larger area 16 times larger)."""
+    return min(cfg.chunk, CCDC_MAX_CHUNK)
+
+
 def ccdc_breaks(ctx: StageContext, geobox: Any | None = None, /) -> xr.Dataset:
     """CCDC over the masked S2 series (on ``geobox``, a tile of the run's grid, or the whole
     grid at the configured resolution): the number of breaks and the first break."""
@@ -328,8 +340,9 @@ def ccdc_breaks(ctx: StageContext, geobox: Any | None = None, /) -> xr.Dataset:
 
     cfg = ctx.config
     where = {"geobox": geobox} if geobox is not None else {"resolution": cfg.resolution}
+    side = ccdc_chunk(cfg)
     s2 = load(read_items(ctx, "s2"), bands=list(SENSORS["s2"][1]),
-              chunks={"x": 256, "y": 256, "time": -1}, **where)
+              chunks={"x": side, "y": side, "time": -1}, **where)
     refl = mask_s2(s2)  # its qa_class lets ccdc run pyccd's snow / insufficient-clear rules
     seg = ccdc(refl, bands=["B03", "B04", "B08", "B11"])
     first_break = seg["break"].isel(segment=0)
@@ -360,7 +373,8 @@ def change_stage(ctx: StageContext) -> None:
         ctx.each_tile(by_id, work)
         mosaic(ctx, tiles, "builtup_change.zarr", geobox=gb, chunks=sp)
         if cfg.change.ccdc:
-            mosaic(ctx, tiles, "ccdc.zarr", geobox=gb, chunks={"y": 256, "x": 256})
+            side = ccdc_chunk(cfg)
+            mosaic(ctx, tiles, "ccdc.zarr", geobox=gb, chunks={"y": side, "x": side})
         return
     out = builtup_change(prob, threshold=cfg.change.threshold)
     write_zarr(ctx, out.chunk(sp), "builtup_change.zarr")
