@@ -98,7 +98,7 @@ def fit_baselines(train: list[CityData], *, seed: int, cache: Path | None) -> di
         tb = _truth_buildings(c, cache)
         vols.append(tb["volume"].to_numpy())
         stocks.append(tb["stock_total_t"].to_numpy())
-        built = out["logistic S2"].probability(c.inputs[c.years[-1]]) > 0.5
+        built = out["logistic S2"].predict(c.inputs[c.years[-1]])
         area.append(built.sum() * 100.0)
         cell_stock.append(float(c.cells["stock_t"].sum()))
     out["intensity_t_m3"] = sb.fit_stock_intensity(np.concatenate(vols), np.concatenate(stocks))
@@ -188,7 +188,7 @@ def evaluate_one(weights: Path | None, names: list[str], base: dict, held: dict[
         base_maps = {}
         for k in BAND_SETS:
             lg = base[f"logistic {k}"]
-            base_maps[f"logistic {k}"] = {y: lg.probability(c.inputs[y]) > 0.5 for y in c.years}
+            base_maps[f"logistic {k}"] = {y: lg.predict(c.inputs[y]) for y in c.years}
         for k in ("vv", "ndbi"):
             base_maps[base[k].label] = {y: base[k].apply(c.inputs[y]) for y in c.years}
         for label, mp in base_maps.items():
@@ -229,7 +229,7 @@ def evaluate_one(weights: Path | None, names: list[str], base: dict, held: dict[
             _maps_scores(bmask, out["out"] > 0.5, vmasks))
     lg = base["logistic RGB"]
     add("buildings (VHR)", "baseline: logistic RGB (per pixel)",
-        _maps_scores(bmask, lg.probability(city.vhr.to_dataset("band")) > 0.5, vmasks))
+        _maps_scores(bmask, lg.predict(city.vhr.to_dataset("band")), vmasks))
 
     # stock per 100 m cell
     from eocube.models.training import stock_samples
@@ -249,7 +249,7 @@ def evaluate_one(weights: Path | None, names: list[str], base: dict, held: dict[
     add("stock", "baseline: volume × mean intensity (truth volumes)",
         _stock_scores(stock, sb.volume_stock(vol, intensity_t_per_m3=base["intensity_t_m3"]),
                       smasks))
-    built = base["logistic S2"].probability(city.inputs[y1]) > 0.5
+    built = base["logistic S2"].predict(city.inputs[y1])
     area = _block_sum(built.astype(np.float64) * 100.0, shape)
     add("stock", "baseline: logistic S2 built-up area × mean stock per m² (optical input)",
         _stock_scores(stock, (area * base["stock_t_per_built_m2"]).ravel(), smasks))

@@ -172,6 +172,7 @@ def _logistic_crossfit(comp: xr.Dataset, truth: dict[int, np.ndarray], *, block:
     iy, ix = np.meshgrid(np.arange(ny) // block, np.arange(nx) // block, indexing="ij")
     fold = (iy + ix) % 2 == 0
     out_p = {y: np.full((ny, nx), np.nan) for y in idx}
+    out_m = {y: np.zeros((ny, nx), dtype=bool) for y in idx}
     for half in (fold, ~fold):
         imgs = [comp.isel(time=i)[bands].where(xr.DataArray(~half, dims=("y", "x")))
                 for i in idx.values()]
@@ -179,8 +180,10 @@ def _logistic_crossfit(comp: xr.Dataset, truth: dict[int, np.ndarray], *, block:
         for y, i in idx.items():
             p = fit.probability(comp.isel(time=i)[bands])
             out_p[y][half] = p[half]
-    name = f"logistic regression per pixel on {'+'.join(bands)} (2-fold spatial cross-fit)"
-    return {y: (p >= 0.5, np.isfinite(p), name) for y, p in out_p.items()}
+            out_m[y][half] = (p > fit.threshold)[half]  # the fold's own best-F1 threshold
+    name = (f"logistic regression per pixel on {'+'.join(bands)} (2-fold spatial cross-fit, "
+            "threshold fitted for F1)")
+    return {y: (out_m[y], np.isfinite(p), name) for y, p in out_p.items()}
 
 
 def population_table(ctx: StageContext, archive: Any) -> pd.DataFrame:

@@ -99,3 +99,23 @@ def test_logistic_refuses_one_class():
     ds, y = _scene(0)
     with pytest.raises(ConfigError, match="one class only"):
         fit_pixel_logistic([ds], [np.zeros_like(y)], bands=["B08"])
+
+
+def test_logistic_decision_threshold_is_fitted_for_f1_on_a_rare_class():
+    # 5 % built, overlapping classes: P > 0.5 calls few pixels built; the fitted threshold is
+    # the best-F1 cut of the training pixels, so the baseline is judged at its own best
+    def scene(seed, n=80):
+        rng = np.random.default_rng(seed)
+        built = rng.random((n, n)) < 0.05
+        swir = np.where(built, 0.24, 0.20) + rng.normal(0, 0.03, (n, n))
+        return xr.Dataset({"B11": (("y", "x"), swir)}), built.astype("uint8")
+
+    train = [scene(s) for s in (0, 1)]
+    m = fit_pixel_logistic([d for d, _ in train], [y for _, y in train], bands=["B11"],
+                           n_samples=12_000, seed=0)
+    assert m.threshold < 0.5
+    ds, y = scene(2)
+    fitted, half = _f1(y, m.predict(ds)), _f1(y, m.probability(ds) > 0.5)
+    assert fitted > half + 0.1
+    _, best = best_f1_threshold(m.probability(ds), y)  # the oracle cut on the test scene
+    assert fitted > 0.8 * best
