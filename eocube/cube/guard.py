@@ -211,7 +211,10 @@ def _fetch(uri: str, byte_range: tuple[int, int] | None, guard: ReadGuard) -> by
         except (OSError, http.client.HTTPException) as e:
             if i == guard.http_retries or classify(e) != "transient":
                 raise
-            time.sleep(guard.http_delay * 2 ** i)
+            wait = guard.http_delay * 2 ** i
+            _log.warning("retrying the read of %s in %.1f s (attempt %d of %d failed: %s)",
+                         redact(uri), wait, i + 1, guard.http_retries + 1, redact_text(str(e)))
+            time.sleep(wait)
     raise AssertionError("unreachable")
 
 

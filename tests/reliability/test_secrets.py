@@ -40,7 +40,8 @@ def test_a_token_in_the_href_stays_out_of_errors_records_and_logs(staged, caplog
         seen = [p for _, p in srv.requests]
     assert any(TOKEN in p for p in seen), "the reads must carry the token"
     # every 503 is retried and logged with its URL: by GDAL ("Retrying again") when it hits a
-    # range read, by eocube's own retry ("retrying …") when it hits the open
+    # range read, by eocube's own retries ("retrying …") when it hits the admission's sniff of
+    # the first bytes or the open
     assert faults[1].applied > 0 and "retrying" in caplog.text.lower()
     assert ok.B04.notnull().any() and len(recs) == 1 and recs[0]["class"] == "missing"
     texts = [str(err.value), repr(err.value), repr(recs), caplog.text,
@@ -86,4 +87,16 @@ def test_child_loggers_and_tracebacks_are_redacted_too(name, caplog):
     except OSError:
         log.exception("read of %s failed", url)
     assert "host.example/a/B04.tif" in caplog.text
+    assert "T0KEN-s3cr3t" not in caplog.text and "sig=" not in caplog.text
+
+
+def test_a_retried_admission_read_is_logged_without_its_token(staged, caplog):
+    # the first request to every COG is eocube's sniff of its first bytes (is it the raster
+    # its name says?): a 503 there is retried by eocube, not GDAL, and must be logged too
+    caplog.set_level(logging.WARNING)
+    with FaultServer(root=staged.root, faults=[Fault(r"\.tif", status=503, first=1)]) as srv:
+        items = staged.items(srv.url, query="?" + TOKEN)
+        v = load(items[:1], bands=["B04"], chunks=CHUNKS, href_policy=LOOPBACK).B04.values
+    assert (v == v).any()
+    assert "retrying the read of http://127.0.0.1" in caplog.text
     assert "T0KEN-s3cr3t" not in caplog.text and "sig=" not in caplog.text
