@@ -56,8 +56,10 @@ def main(argv: list[str] | None = None) -> int:
         ref = Path(w) if str(w).endswith(".safetensors") else w
         h = predict(city.inputs, ref, device="cpu").compute()
         runs.append(height_metrics(footprint_median(h, b), *truth, storey_height_m=a.storey))
-    for k, r in enumerate(runs):
-        rows[f"height_s1s2 [{Path(str(a.weights[k])).stem}]"] = r
+    for k, r in enumerate(runs):  # named by the file's folder too: seeds share a stem
+        w = Path(str(a.weights[k]))
+        label = f"{w.parent.name}/{w.stem}" if w.suffix == ".safetensors" else w.stem
+        rows[f"height_s1s2 [{label}]"] = r
     if len(runs) > 1:
         rows["height_s1s2 mean"] = {m: float(np.mean([r[m] for r in runs])) for m in runs[0]}
         rows["height_s1s2 sd"] = {m: float(np.std([r[m] for r in runs], ddof=1))
