@@ -10,7 +10,7 @@ Nothing here imports torch at import time; the workers do, when they first build
 from __future__ import annotations
 
 from eocube.counters import reset_stats, stats
-from eocube.infer.cluster import PreloadModel, TorchThreads, start_client
+from eocube.infer.cluster import PreloadModel, TorchThreads, WarmUp, start_client
 from eocube.infer.predict import predict, predict_change, provenance
 from eocube.infer.runtime import RunOptions, WeightsRef, clear_cache, get_model
 from eocube.infer.tiling import Tiling
@@ -18,7 +18,7 @@ from eocube.io import WriteReport, stac_item, to_cog, to_zarr
 
 # in flow order, not alphabetical: cluster, weights, tiling, prediction, writers, counters
 __all__ = [  # noqa: RUF022
-    "start_client", "TorchThreads", "PreloadModel",
+    "start_client", "TorchThreads", "PreloadModel", "WarmUp",
     "WeightsRef", "RunOptions", "get_model", "clear_cache",
     "Tiling", "predict", "predict_change", "provenance",
     "to_zarr", "WriteReport", "to_cog", "stac_item",

@@ -5,8 +5,13 @@ address; plus worker plugins that fix torch's thread count and pre-load a model.
 
 from __future__ import annotations
 
+import importlib
+import logging
 import os
 import sys
+import threading
+import time
+from collections.abc import Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +25,7 @@ from eocube.infer.runtime import WeightsRef, get_model
 if TYPE_CHECKING:  # pragma: no cover
     from distributed import Client
 
-__all__ = ["PreloadModel", "TorchThreads", "start_client"]
+__all__ = ["PreloadModel", "TorchThreads", "WarmUp", "start_client"]
 
 
 class TorchThreads(WorkerPlugin):
@@ -60,6 +65,73 @@ class PreloadModel(WorkerPlugin):
 
     def setup(self, worker: Any) -> None:
         get_model(self.ref, device=self.device)
+
+
+class WarmUp(WorkerPlugin):
+    """Import modules and build models in a background thread of every worker (and of every
+    worker that joins later), while the worker runs the tasks it is given.
+
+    A fresh worker process pays its imports (torch alone about 1.4 s of CPU) and every model
+    build on the first task that needs them, and each worker pays them again: on a small area
+    those fixed costs made the cluster path slower than the threaded scheduler, whose process
+    had them already. :func:`eocube.pipeline.run_pipeline` registers one at the start of a run
+    for what its stages will need, so the workers prepare inference while the cubes stage
+    reads. Unlike :class:`PreloadModel`, ``setup`` returns at once; a failure is logged, never
+    raised (the task that needs the module or model raises it then, with its context).
+
+    Parameters
+    ----------
+    modules
+        Modules to import, in order.
+    weights
+        Weights to build into the per-process model cache (:func:`get_model`), after the
+        modules.
+    device, threads
+        As the tasks will call :func:`get_model` (the same ``threads``, so the bits are the
+        same whichever built the model).
+    """
+
+    def __init__(self, modules: Iterable[str] = (), weights: Iterable[str | Path | WeightsRef]
+                 = (), *, device: str = "auto", threads: int | None = None) -> None:
+        import hashlib
+
+        self.modules = tuple(modules)
+        self.weights = tuple(WeightsRef.of(w) for w in weights)
+        self.device = device
+        self.threads = threads
+        key = repr((self.modules, [w.sha256 for w in self.weights], device, threads))
+        self.name = f"eocube-warm-up-{hashlib.sha256(key.encode()).hexdigest()[:16]}"
+        self.thread: threading.Thread | None = None
+        self.seconds: float | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k not in ("thread", "seconds")}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, thread=None, seconds=None)
+
+    def setup(self, worker: Any = None) -> None:
+        self.thread = threading.Thread(target=self.run, name=self.name, daemon=True)
+        self.thread.start()
+
+    def run(self) -> None:
+        """Do the imports and builds in this thread (``setup`` runs it in the background)."""
+        log = logging.getLogger("eocube.infer")
+        t0 = time.perf_counter()
+        for m in self.modules:
+            try:
+                importlib.import_module(m)
+            except Exception as e:  # the task that needs it raises it with its context
+                log.warning("warm-up: import %s failed: %s: %s", m, type(e).__name__, e)
+        for ref in self.weights:
+            try:
+                get_model(ref, device=self.device, threads=self.threads)
+            except Exception as e:
+                log.warning("warm-up: model %s failed: %s: %s", ref.name or ref.path,
+                            type(e).__name__, e)
+        self.seconds = time.perf_counter() - t0
+        log.debug("warm-up: %d modules, %d models in %.1f s", len(self.modules),
+                  len(self.weights), self.seconds)
 
 
 #: Seconds a closing nanny waits for its worker process to exit before it kills it.

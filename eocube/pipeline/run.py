@@ -23,6 +23,7 @@ from eocube.pipeline.runner import LOG, RunFolder, RunResult, Stage, check_writa
 from eocube.pipeline.runstac import stage_item, write_run_catalog
 from eocube.pipeline.sources import archive_for_run, check_sources
 from eocube.pipeline.stages import (
+    INFERENCE_THREADS,
     buildings_stage,
     change_stage,
     cubes_stage,
@@ -105,6 +106,34 @@ class Feedback:
             self.bar.update(self.chunks, visible=False)
 
 
+#: What the workers' tasks of each stage import: a :class:`~eocube.infer.WarmUp` imports them in
+#: the background when the run starts, in flow order, instead of the first task of each stage
+WARM_MODULES: dict[str, tuple[str, ...]] = {
+    "cubes": ("rasterio", "odc.loader", "eocube.cube"),
+    "inference": ("torch", "eocube.models", "eocube.infer"),
+    "change": ("eocube.change", "eocube.change._numba"),
+    "features": ("eocube.zonal",),
+}
+
+
+def warm_up(cfg: RunConfig) -> Any:
+    """The :class:`~eocube.infer.WarmUp` of a run on a cluster: the modules its stages' tasks
+    import and, when it runs inference, the models they build (None: nothing to warm)."""
+    from eocube.infer import WarmUp
+
+    stages = cfg.stage_list
+    modules = [m for s in stages for m in WARM_MODULES.get(s, ())]
+    weights: list[str] = []
+    if "inference" in stages:
+        weights = [cfg.models.builtup, cfg.models.change]
+        if cfg.models.buildings and "vhr" in cfg.sensors:
+            weights.append(cfg.models.buildings)
+    if not modules and not weights:
+        return None
+    # the threads the inference stage's tasks ask for, so a warmed model gives the same bits
+    return WarmUp(modules, weights, device=cfg.inference.device, threads=INFERENCE_THREADS)
+
+
 @contextlib.contextmanager
 def _client(cfg: RunConfig, log: logging.Logger) -> Iterator[Any]:
     """The Dask client of the run (None for the threaded scheduler), closed cleanly."""
@@ -119,11 +148,20 @@ def _client(cfg: RunConfig, log: logging.Logger) -> Iterator[Any]:
     if c.kind == "local" and c.address:
         target = c.address
     client = start_client(target, n_workers=c.workers, threads_per_worker=c.threads_per_worker)
+    warm = None
     try:
         log.info("dask: %d workers; dashboard at %s", len(client.scheduler_info()["workers"]),
                  client.dashboard_link)
+        warm = warm_up(cfg)
+        if warm is not None:
+            client.register_plugin(warm)
+            log.info("dask: the workers import %d modules and build %d models in the "
+                     "background (%s)", len(warm.modules), len(warm.weights), warm.name)
         yield client
     finally:
+        if warm is not None:  # a worker joining a shared cluster later has no use for it
+            with contextlib.suppress(Exception):
+                client.unregister_worker_plugin(warm.name)
         cluster = client.cluster
         client.close()
         if cluster is not None:

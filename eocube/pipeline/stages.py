@@ -245,6 +245,10 @@ def open_zarr(ctx: StageContext, stage: str, name: str) -> xr.Dataset:
 
 # ---- inference ----------------------------------------------------------------------------
 
+#: torch intra-op threads of every inference task (see ``inference_stage``)
+INFERENCE_THREADS = 1
+
+
 def inference_stage(ctx: StageContext) -> None:
     """Built-up probability per year (the fusion model), new built-up between the first and
     last year (the change model), building probability on the VHR image where one exists.
@@ -258,7 +262,8 @@ def inference_stage(ctx: StageContext) -> None:
     m, inf = cfg.models, cfg.inference
     # one intra-op thread per forward: Dask runs chunks in parallel, and a fixed count gives
     # the same bits on the threaded scheduler and on any cluster's workers
-    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device, "threads": 1}
+    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device,
+          "threads": INFERENCE_THREADS}
     comp = open_zarr(ctx, "cubes", "composites.zarr")
     gb = comp.odc.geobox
     tiles = stage_tiles(ctx, gb)

@@ -5,6 +5,7 @@ run, and a clean shutdown (no worker killed)."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -79,5 +80,22 @@ def test_a_run_on_separate_scheduler_and_worker_processes(tiny_archive, tiny_run
 
     with Client(address, timeout=30) as c:
         assert len(c.scheduler_info()["workers"]) == 2
+        # the run warmed the workers in the background (imports and the three models, each
+        # built once per worker however many tasks used it), then took its plugin back
+        assert re.search(r"dask: the workers import \d+ modules and build 3 models", log)
+        from eocube.infer import WeightsRef
+
+        warmed = {WeightsRef.of(m).sha256 for m in ("urban_fusion", "change_siamdiff",
+                                                    "buildings_vhr")}
+
+        def cache() -> tuple[list[str], int]:
+            from eocube.counters import stats
+            from eocube.infer.runtime import _MODELS
+            return [k[0] for k in _MODELS], stats()["models_built"]
+
+        for shas, built in c.run(cache).values():
+            assert warmed <= set(shas) and built == len(shas), (shas, built)
+        plugins = c.run(lambda dask_worker: list(dask_worker.plugins))
+        assert not any(n.startswith("eocube-warm-up") for ns in plugins.values() for n in ns)
     text = r.stdout + r.stderr
     assert "still alive" not in text and "killing" not in text.lower()

@@ -424,3 +424,20 @@ def test_a_stage_whose_code_changed_reruns_with_what_follows(tmp_path, monkeypat
     after = STAGES[STAGES.index("features"):]
     assert r.ran == after and fake.calls == list(after[1:])
     assert (tmp_path / "run" / "features" / "out.txt").read_text() == "v2"
+
+
+def test_the_warm_up_of_a_run_follows_its_stages_and_models(tmp_path):
+    from eocube.pipeline.config import load_config
+    from eocube.pipeline.run import warm_up
+
+    cfg = load_config(None, output=str(tmp_path / "run"))
+    w = warm_up(cfg)
+    assert w.modules.index("rasterio") < w.modules.index("torch") < w.modules.index(
+        "eocube.change._numba")  # in flow order
+    assert [r.name for r in w.weights] == ["urban_fusion", "change_siamdiff", "buildings_vhr"]
+    assert w.threads == 1 and w.device == cfg.inference.device
+    no_vhr = warm_up(cfg.model_copy(update={"sensors": ["s2", "s1"]}))
+    assert [r.name for r in no_vhr.weights] == ["urban_fusion", "change_siamdiff"]
+    early = warm_up(cfg.model_copy(update={"stages": ["search", "cubes"]}))
+    assert "torch" not in early.modules and early.weights == ()
+    assert warm_up(cfg.model_copy(update={"stages": ["search"]})) is None
