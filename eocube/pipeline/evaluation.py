@@ -245,10 +245,16 @@ def population_table(ctx: StageContext, archive: Any) -> pd.DataFrame:
     seeds = sorted(int(c.removeprefix("population_s")) for c in splits.columns
                    if c.startswith("population_s"))
     scores: dict[str, list[tuple[float, float]]] = {}
+    from eocube.estimates.population import EXTERNAL_FORMS
+
     for k in seeds:
         held = splits[f"test_s{k}"].to_numpy(bool)
+        # DEFF with the other forms of its external term, where the estimates stage has them
+        forms = {name: splits[f"population_x{form}_s{k}"].to_numpy(np.float64)
+                 for name, form in EXTERNAL_FORMS.items()
+                 if f"population_x{form}_s{k}" in splits.columns}
         for name, pred in {"DEFF": splits[f"population_s{k}"].to_numpy(np.float64),
-                           **base}.items():
+                           **forms, **base}.items():
             scores.setdefault(name, []).append((float(r2(truth[held], pred[held])),
                                                 float(mae(truth[held], pred[held]))))
     rows = []

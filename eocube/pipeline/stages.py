@@ -552,6 +552,7 @@ def estimates_stage(ctx: StageContext) -> None:
     """DEFF building population (with its ablations and baselines on held-out communities),
     bottom-up and top-down stock, roof greening and SDG 11.3.1 — from derived layers only."""
     from eocube.estimates import bottom_up_stock, coarse_districts, compare_population, lcrpgr
+    from eocube.estimates.population import EXTERNAL_FORMS
     from eocube.io import to_geoparquet
 
     cfg = ctx.config
@@ -577,12 +578,16 @@ def estimates_stage(ctx: StageContext) -> None:
         d = c.deff
         test_ids = d.communities.loc[d.communities["split"] == "test", "community_id"]
         per_seed[seed] = (d.buildings["population"].to_numpy(),
-                          d.buildings["community_id"].isin(set(test_ids)).to_numpy())
+                          d.buildings["community_id"].isin(set(test_ids)).to_numpy(),
+                          # DEFF with the other forms of its external term, for the evaluation
+                          {f"population_x{form}_s{seed}": c.buildings[name].to_numpy()
+                           for name, form in EXTERNAL_FORMS.items() if name in c.buildings})
         if seed == est.seed:
             cmp = c
     splits = pd.DataFrame({"building_id": cmp.deff.buildings["building_id"].to_numpy(),
                            **{f"population_s{k}": v[0] for k, v in per_seed.items()},
-                           **{f"test_s{k}": v[1] for k, v in per_seed.items()}})
+                           **{f"test_s{k}": v[1] for k, v in per_seed.items()},
+                           **{c: a for v in per_seed.values() for c, a in v[2].items()}})
     to_geoparquet(pd.concat(tables, ignore_index=True),
                   ctx.output("population_splits.parquet",
                              title="DEFF and baselines per split seed"))

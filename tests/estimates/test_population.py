@@ -125,7 +125,8 @@ def test_compare_population_table(city):
                              districts=ci.districts, truth_col="occupants_truth", seed=0)
     t = cmp.table
     assert list(t.index) == ["DEFF", "DEFF1 (b=0)", "DEFF2 (a=0)", "DEFF3 (C=1)",
-                             "DEFF4 (equal w)", "LR(building)", "LR(TAZ)",
+                             "DEFF4 (equal w)", "DEFF, x_out ∝ capacity",
+                             "DEFF, x_out per building", "LR(building)", "LR(TAZ)",
                              "census areal weighting", "built-up dasymetric 100 m",
                              "1 km smoothed surface"]
     assert t.loc["DEFF", "R2"] >= 0.8
@@ -137,6 +138,22 @@ def test_compare_population_table(city):
     # the DEFF row is the deff() result on the same split
     r = cmp.deff.metrics.query("level == 'community' and split == 'test'").iloc[0]
     assert r["MAPE"] == pytest.approx(t.loc["DEFF", "MAPE"])
+    # per building, one column per model that places people in buildings, in deff's order;
+    # the other external forms are deff(external=...) on the same split
+    bl = cmp.buildings
+    assert list(bl.columns) == ["building_id", "DEFF", "DEFF1 (b=0)", "DEFF2 (a=0)",
+                                "DEFF3 (C=1)", "DEFF4 (equal w)", "DEFF, x_out ∝ capacity",
+                                "DEFF, x_out per building", "LR(building)", "LR(TAZ)"]
+    np.testing.assert_array_equal(bl["DEFF"], cmp.deff.buildings["population"])
+    cap = deff(ci.buildings, **_kw(ci, feats), seed=0, external="capacity")
+    np.testing.assert_allclose(bl["DEFF, x_out ∝ capacity"], cap.buildings["population"])
+    assert t.loc["DEFF, x_out ∝ capacity", "MAPE"] == pytest.approx(
+        cap.metrics.query("level == 'community' and split == 'test'").iloc[0]["MAPE"])
+    assert np.isfinite(t.loc["DEFF, x_out per building", "bld_R2"])
+    # with another chosen form, the share form is the extra row
+    other = compare_population(ci.buildings, **_kw(ci, feats), external="capacity", seed=0)
+    assert "DEFF, x_out as TAZ share" in other.table.index
+    assert "DEFF, x_out ∝ capacity" not in other.table.index
 
 
 def test_deff_community_without_buildings_is_predicted_zero(city):

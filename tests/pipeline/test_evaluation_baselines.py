@@ -67,5 +67,11 @@ def test_the_evaluation_sets_each_model_beside_the_baselines_of_issue_15(tiny_ru
                    for n in names), level
         assert any(n.startswith("areal weighting of the coarse census") for n in names), level
     assert "census areal weighting" in set(pop["method"])
+    # DEFF's other external forms at both levels, from the same splits as DEFF
+    for name in ("DEFF, x_out ∝ capacity", "DEFF, x_out per building"):
+        rows = pop[pop["method"] == name]
+        assert set(rows["level"]) == {"building (held-out communities)",
+                                      "community (held-out, census)"}, name
+        assert (rows["splits"] == 5).all() and rows["R2"].notna().all(), name
     stock = pd.read_parquet(ev / "stock.parquet")
     assert {"spearman_built_cells", "spearman_all_cells"} <= set(stock.columns)

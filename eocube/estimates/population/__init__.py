@@ -28,6 +28,7 @@ from eocube.estimates.population.baselines import (
 )
 from eocube.estimates.population.capacity import building_capacity
 from eocube.estimates.population.compare import (
+    EXTERNAL_FORMS,
     VARIANTS,
     PopulationComparison,
     compare_population,
@@ -53,7 +54,8 @@ from eocube.estimates.population.typing import (
 from eocube.zonal.features import taz_features
 
 __all__ = [
-    "FUNCTIONS", "LAND_USE_FUNCTION", "POI_AWARENESS", "POI_FUNCTION", "VARIANTS", "DeffFit",
+    "EXTERNAL_FORMS", "FUNCTIONS", "LAND_USE_FUNCTION", "POI_AWARENESS", "POI_FUNCTION",
+    "VARIANTS", "DeffFit",
     "DeffInputs", "DeffResult", "DeffVariant", "PopulationComparison", "areal_weighting",
     "building_capacity", "classify_function", "coarse_districts", "compare_population",
     "dasymetric", "deff", "deff_result", "dqw_weights", "fit_variant", "prepare_inputs",

@@ -31,7 +31,7 @@ if TYPE_CHECKING:
     import geopandas as gpd
     import xarray as xr
 
-__all__ = ["VARIANTS", "PopulationComparison", "compare_population"]
+__all__ = ["EXTERNAL_FORMS", "VARIANTS", "PopulationComparison", "compare_population"]
 
 #: DEFF and its ablations, in the order of the comparison table.
 VARIANTS: dict[str, DeffVariant] = {
@@ -40,6 +40,16 @@ VARIANTS: dict[str, DeffVariant] = {
     "DEFF2 (a=0)": DeffVariant(terms="out"),
     "DEFF3 (C=1)": DeffVariant(habitability="one"),
     "DEFF4 (equal w)": DeffVariant(weights="equal"),
+}
+
+#: DEFF with the other forms of its external term (:func:`~eocube.estimates.deff`'s
+#: ``external``), beside the chosen one: the share form places a TAZ's score by capacity
+#: within the TAZ, so a TAZ of little capacity and a high score gets many people per
+#: building; the other two scale each building's capacity or count instead.
+EXTERNAL_FORMS: dict[str, Literal["share", "capacity", "count"]] = {
+    "DEFF, x_out as TAZ share": "share",
+    "DEFF, x_out ∝ capacity": "capacity",
+    "DEFF, x_out per building": "count",
 }
 
 
@@ -67,11 +77,16 @@ class PopulationComparison:
         Per community: census ``pop``, ``split`` and one prediction column per model.
     deff
         The full :class:`DeffResult` of the DEFF model.
+    buildings
+        Per building (``building_id`` where the input has one, in :attr:`deff`'s order): one
+        column of population per model that places people in buildings (DEFF, its ablations
+        and other external forms, the two LRs).
     """
 
     table: pd.DataFrame
     communities: gpd.GeoDataFrame
     deff: DeffResult
+    buildings: pd.DataFrame
 
 
 def compare_population(
@@ -87,6 +102,7 @@ def compare_population(
     """DEFF, its ablations DEFF1–4, LR(building), LR(TAZ) and the baselines, on one split.
 
     * DEFF1: ``b = 0``; DEFF2: ``a = 0``; DEFF3: ``C_i ≡ 1``; DEFF4: equal TOPSIS weights.
+    * DEFF with the two other forms of the external term (:data:`EXTERNAL_FORMS`).
     * LR(building): OLS with intercept of community population on community sums of footprint
       area, floor area (f·a) and building count — the building form without typing.
     * LR(TAZ): OLS with intercept on community sums of the TAZ features.
@@ -118,6 +134,8 @@ def compare_population(
     p = prepare_inputs(buildings, **inputs)
     community_id_col, communities = p.community_id_col, p.communities
     variants = {name: dataclasses.replace(v, external=external) for name, v in VARIANTS.items()}
+    variants.update({name: DeffVariant(external=form) for name, form in EXTERNAL_FORMS.items()
+                     if form != external})
     comm = p.comm.copy()
     b = p.buildings
     cid_b = b[community_id_col].to_numpy()
@@ -176,7 +194,10 @@ def compare_population(
                                    bld_pred[name][in_test_b])
             row.update({"bld_MAE": bm["MAE"], "bld_RMSE": bm["RMSE"], "bld_R2": bm["R2"]})
         rows.append(row)
+    per_building = pd.DataFrame(bld_pred)
+    if "building_id" in b.columns:
+        per_building.insert(0, "building_id", b["building_id"].to_numpy())
     return PopulationComparison(table=pd.DataFrame(rows).set_index("model"),
                                 communities=with_geometry(comm, communities,
                                                           community_id_col=community_id_col),
-                                deff=deff_res)
+                                deff=deff_res, buildings=per_building)
