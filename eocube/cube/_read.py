@@ -144,7 +144,7 @@ class _Reader:
             if self._on_error == "raise":
                 raise read_error(info.item or None, info.asset or None, self._src.uri,
                                  e) from cause_of(e)
-            record_failure(guard.load_id, item=info.item, asset=info.asset,
+            record_failure(guard.load_id, journal=guard.journal, item=info.item, asset=info.asset,
                            href=self._src.uri, exc=e)
             out_ = np.full(dst_geobox.shape.yx, FAILED, dtype=cfg.dtype)
             return (slice(0, out_.shape[0]), slice(0, out_.shape[1])), out_

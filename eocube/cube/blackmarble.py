@@ -96,7 +96,8 @@ def _chunk_task(sources: tuple[tuple[Any, ...], ...], layer: str, qlayer: str | 
         except Exception as e:
             if on_error == "raise":
                 raise read_error(item_id, asset, href, e) from cause_of(e)
-            record_failure(g.load_id, item=item_id, asset=asset, href=href, exc=e)
+            record_failure(g.load_id, journal=g.journal, item=item_id, asset=asset, href=href,
+                           exc=e)
             np.copyto(dst, FAILED, where=~np.isfinite(dst))
             continue
         pix = np.full(chunk_gb.shape.yx, np.nan, dtype="float32")

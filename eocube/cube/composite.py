@@ -3,6 +3,7 @@ valid observations. One task per period and chunk; periods never mix."""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -74,7 +75,8 @@ def composite(cube: xr.Dataset | xr.DataArray, /, *, period: Period = "month",
 
 def yearly_median(items: list[dict[str, Any]], /, *, bands: Sequence[str], geobox: Any,
                   chunks: Mapping[str, int], mask: Callable[[xr.Dataset], xr.Dataset],
-                  loaded: list[xr.Dataset] | None = None) -> xr.Dataset:
+                  loaded: list[xr.Dataset] | None = None,
+                  failure_journal: str | os.PathLike[str] | None = None) -> xr.Dataset:
     """The masked median of each calendar year of ``items`` on ``geobox``: the one compositing
     path of the pipeline's cubes stage and of the models' training data.
 
@@ -100,6 +102,9 @@ def yearly_median(items: list[dict[str, Any]], /, *, bands: Sequence[str], geobo
         With a list, the years are loaded with ``on_error="nan"`` (a failed read leaves its
         pixels out of the median) and each year's cube is appended to it, for
         ``read_failures(cube, compute=False)`` once the median is used.
+    failure_journal
+        With ``loaded``: the folder where every read failure is also written as it happens
+        (``load``'s ``failure_journal``).
 
     Returns
     -------
@@ -118,7 +123,8 @@ def yearly_median(items: list[dict[str, Any]], /, *, bands: Sequence[str], geobo
     out = []
     for _, group in sorted(years.items()):
         cube = load(group, bands=list(bands), geobox=geobox, chunks={**chunks, "time": -1},
-                    on_error="raise" if loaded is None else "nan")
+                    **({"on_error": "raise"} if loaded is None else
+                       {"on_error": "nan", "failure_journal": failure_journal}))
         if loaded is not None:
             loaded.append(cube)
             cube = cube.drop_vars(FAILURES)

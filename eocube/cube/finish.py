@@ -62,7 +62,8 @@ def finish(raw: xr.Dataset, plan: LoadPlan, /) -> xr.Dataset:
         ds[FAILURES] = flags.transpose("time", "band").assign_attrs(
             {"description": "True where reading the band at that time failed (pixels NaN)",
              "items": ids, "assets": [plan.asset_band(b)[0] for b in failed],
-             "eocube:load": plan.guard.load_id})
+             "eocube:load": plan.guard.load_id,
+             **({"eocube:failure_journal": plan.guard.journal} if plan.guard.journal else {})})
     return ds
 
 
@@ -86,7 +87,8 @@ def read_failures(cube: xr.Dataset, /, *, compute: bool = True) -> list[dict[str
     (time, band), one dict per failing item and asset. Computes ``read_failed``; with
     ``compute=False`` it lists, without reading anything, the records that the reads run
     so far have made (after the cube, or something made from it, was computed or written:
-    a pipeline stage asks after its writes, and reads nothing twice).
+    a pipeline stage asks after its writes, and reads nothing twice), those in the load's
+    ``failure_journal`` included (reads of an earlier, killed attempt).
 
     Each record holds ``time``, ``band``, ``items`` (the ids of the step's items), ``item``
     and ``asset`` (the one that failed), ``href`` (without its query string; ``None`` for
@@ -112,14 +114,15 @@ def read_failures(cube: xr.Dataset, /, *, compute: bool = True) -> list[dict[str
     ids = f.attrs.get("items", [""] * f.shape[0])
     assets = f.attrs.get("assets", [None] * f.shape[1])
     load_id = f.attrs.get("eocube:load")
+    journal = f.attrs.get("eocube:failure_journal")
     if not compute:
-        recs = failure_records(load_id) if load_id else []
+        recs = failure_records(load_id, journal=journal) if load_id else []
         vals = np.array([[any(r["item"] in ids[t].split(",") and r["asset"] == a
                               for r in recs) for a in assets] for t in range(f.shape[0])],
                         dtype=bool).reshape(f.shape)
     else:
         vals = np.asarray(f.values)
-        recs = failure_records(load_id) if load_id and vals.any() else []
+        recs = failure_records(load_id, journal=journal) if load_id and vals.any() else []
     out = []
     for t, b in zip(*np.nonzero(vals), strict=True):
         step = ids[t].split(",")

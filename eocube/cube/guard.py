@@ -78,6 +78,11 @@ class ReadGuard:
         Seconds before the second attempt, doubling after.
     load_id
         The key under which this load's failures are recorded (a token of the plan).
+    journal
+        A folder every reading process can write (absolute path), or None: each failure
+        record is also appended there (``<load_id>.jsonl``) the moment it is made, so that it
+        outlives the process that made it (a killed driver, a lost worker); see
+        :func:`failure_records`.
     http_retries, http_delay, http_timeout
         Retries, first delay (seconds, doubling) and per-request timeout of eocube's own
         HTTP requests (the first range read that sniffs a file, the download that checksums
@@ -92,6 +97,7 @@ class ReadGuard:
     attempts: int = 3
     backoff: float = 0.25
     load_id: str = ""
+    journal: str | None = None
     http_retries: int = 5
     http_delay: float = 1.0
     http_timeout: float = 60.0
@@ -405,9 +411,11 @@ _RECORDS = _Records()
 
 def record_failure(load_id: str, /, *, item: str, asset: str, href: str | None,
                    exc: BaseException | None, failure: FailureClass | None = None,
-                   attempts: int | None = None) -> dict[str, Any]:
+                   attempts: int | None = None, journal: str | None = None
+                   ) -> dict[str, Any]:
     """Record a failed read of ``asset`` of ``item`` under ``load_id`` in this process (the
-    href without its query string, the error's class and text, redacted); returns it."""
+    href without its query string, the error's class and text, redacted), and in
+    ``journal`` (a folder, see :class:`ReadGuard`) when given; returns it."""
     cls = failure or (classify(exc) if exc is not None else "missing")
     rec = {"item": item, "asset": asset, "href": None if href is None else redact(href),
            "class": cls,
@@ -416,7 +424,46 @@ def record_failure(load_id: str, /, *, item: str, asset: str, href: str | None,
            "error": None if exc is None else redact_text(f"{type(exc).__name__}: {exc}")[:500]}
     with _RECORDS.lock:
         _RECORDS.by_load.setdefault(load_id, {})[(item, asset)] = rec
+    if journal is not None:
+        _journal_append(journal, load_id, rec)
     return rec
+
+
+def journal_file(journal: str | os.PathLike[str], load_id: str, /) -> Path:
+    """The file of ``load_id``'s records in the folder ``journal``."""
+    return Path(journal) / f"{load_id}.jsonl"
+
+
+def _journal_append(journal: str, load_id: str, rec: dict[str, Any]) -> None:
+    """Append ``rec`` as one line, in one ``write`` on an ``O_APPEND`` descriptor (lines of
+    processes writing at once do not interleave), synced before the read goes on."""
+    path = journal_file(journal, load_id)
+    line = (json.dumps(rec, default=str) + "\n").encode()
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            os.write(fd, line)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as e:  # the record stays in this process; the read itself went on
+        logging.getLogger("eocube.cube").warning(
+            "read failure of item %s asset %s not journalled in %s: %s", rec["item"],
+            rec["asset"], journal, e)
+
+
+def _journal_records(journal: str | os.PathLike[str], load_id: str) -> list[dict[str, Any]]:
+    path = journal_file(journal, load_id)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:  # a line cut short by a kill mid-write
+            continue
+    return out
 
 
 def _local_records(load_id: str) -> list[dict[str, Any]]:
@@ -424,10 +471,16 @@ def _local_records(load_id: str) -> list[dict[str, Any]]:
         return [dict(r) for r in _RECORDS.by_load.get(load_id, {}).values()]
 
 
-def failure_records(load_id: str, /) -> list[dict[str, Any]]:
-    """The failures recorded under ``load_id`` in this process and, when a distributed
-    client is active, in each of its workers (one record per item and asset)."""
+def failure_records(load_id: str, /, *, journal: str | os.PathLike[str] | None = None
+                    ) -> list[dict[str, Any]]:
+    """The failures recorded under ``load_id`` in this process, in ``journal`` (the folder a
+    load was given, read back: records of processes since killed or lost, of an earlier
+    attempt of the same reads) and, when a distributed client is active, in each of its
+    workers (one record per item and asset)."""
     recs = {(r["item"], r["asset"]): r for r in _local_records(load_id)}
+    if journal is not None:
+        for r in _journal_records(journal, load_id):
+            recs.setdefault((r["item"], r["asset"]), r)
     try:
         from distributed import default_client
 

@@ -78,6 +78,11 @@ def load(items: Iterable[Any], /, **options: Any) -> xr.Dataset:
         ``sign(href) -> signed href``, called inside each read task (engines ``"odc"`` and
         ``"hdf5"``), so that tokens stay out of the task graph; a module-level function
         (pickled by reference) that fetches its token where it runs.
+    failure_journal
+        A folder every reading process can write (with ``on_error="nan"``): each read
+        failure is also appended there as it happens, so ``read_failures`` still lists it
+        after the process that read was killed or lost, or when a resumed write skips the
+        chunks that failed before. The caller owns the folder (eocube never empties it).
 
     Returns
     -------

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as _dt
+import os
 from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -370,7 +371,8 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
               on_error: OnError = "raise",
               resampling: str | Mapping[str, str] | None = None,
               href_policy: HrefPolicy | None = None, verify: bool = False,
-              sign: Signer | None = None) -> LoadPlan:
+              sign: Signer | None = None,
+              failure_journal: str | os.PathLike[str] | None = None) -> LoadPlan:
     """Items → a ``LoadPlan`` (arguments as for ``eocube.cube.load``). Reads metadata only;
     every href is checked against the href policy here, before any read.
 
@@ -404,7 +406,12 @@ def plan_load(items: Iterable[Any], /, *, bands: Sequence[str] | None = None,
         raise ConfigError("engine='stackstac' reads through stackstac's own readers, which "
                           "cannot sign at read time or verify checksums; use engine='odc'")
     parsed = [parse_item(it, profile=prof, bands=bands, checksums=verify) for it in pitems]
+    if failure_journal is not None and on_error != "nan":
+        raise ConfigError("failure_journal= records failed reads, which only on_error='nan' "
+                          "lets a load go on past; pass on_error='nan' too")
     guard = _guard(parsed, pitems, href_policy, verify, sign, on_error)
+    if failure_journal is not None:
+        guard = dataclasses.replace(guard, journal=str(Path(failure_journal).resolve()))
     parsed = [_checked(it, guard, on_error) for it in parsed]
     groups = tuple(tuple(g) for g in group_items(parsed, groupby=groupby))
     _check_assets(groups, prof, bands, on_error, guard)
@@ -436,8 +443,13 @@ def _guard(parsed: Sequence[ParsedItem], items: Sequence[Any], policy: HrefPolic
                 dirs.append(str(Path(self_href.removeprefix("file://")).parent))
         policy = default_policy([s.href for it in parsed for s in it.sources.values()],
                                 item_dirs=dirs)
+    # the same in every process (a frozenset's order is not: hash seeds differ), so that a
+    # failure journal written by a killed attempt is found by the next
+    pol = tuple((f.name, sorted(v) if isinstance(v := getattr(policy, f.name),
+                                                  (set, frozenset)) else v)
+                for f in dataclasses.fields(policy))
     load_id = tokenize([(it.id, b, s.href) for it in parsed for b, s in it.sources.items()],
-                       on_error, verify, policy)
+                       on_error, verify, pol)
     forget_failures(load_id)  # a new cube: the records of an earlier one of the same reads go
     gdal = gdal_settings()
     return ReadGuard(policy=policy, verify=verify, sign=sign, load_id=load_id,
@@ -457,8 +469,8 @@ def _checked(it: ParsedItem, guard: ReadGuard, on_error: OnError) -> ParsedItem:
             if on_error == "raise":
                 raise HrefRefused(f"item {it.id!r}, asset {src.asset!r}: {e}", href=e.href,
                                   setting=e.setting, item=it.id, asset=src.asset) from None
-            record_failure(guard.load_id, item=it.id, asset=src.asset, href=src.href, exc=e,
-                           failure="forbidden", attempts=0)
+            record_failure(guard.load_id, journal=guard.journal, item=it.id, asset=src.asset,
+                           href=src.href, exc=e, failure="forbidden", attempts=0)
             continue
         keep[band] = src
     if len(keep) == len(it.sources):
@@ -529,8 +541,9 @@ def _check_assets(groups: Sequence[Sequence[ParsedItem]], prof: SensorProfile,
                                                  transform_hrefs=False), band)
             if key is not None:
                 continue  # refused by the href policy, recorded as such
-            record_failure(guard.load_id, item=it.id, asset=held[0] if held else band,
-                           href=None, exc=None, failure="missing", attempts=0)
+            record_failure(guard.load_id, journal=guard.journal, item=it.id,
+                           asset=held[0] if held else band, href=None, exc=None,
+                           failure="missing", attempts=0)
         if held is None:
             raise ReadError(f"no item holds band {band!r} of profile {prof.name!r}; its "
                             f"aliases are {list(prof.band(band).keys)}")

@@ -224,8 +224,11 @@ class StageContext:
 
     def record_failure(self, failure: Mapping[str, Any], /) -> None:
         """Record a failure of this stage (of the tile being processed, if any): kept for the
-        manifest and appended to the run folder's ``failures.jsonl`` at once."""
+        manifest and appended to the run folder's ``failures.jsonl`` at once; a record this
+        stage holds already is not recorded twice."""
         rec = {**failure, **({"tile": self.tile} if self.tile is not None else {})}
+        if _dedupe([*self.failures, rec]) == self.failures:  # carried over from the attempt
+            return  # before (read back from its failure journal): recorded once
         self.failures.append(rec)
         append_jsonl(self.folder.root / FAILURES_LOG,
                      {"stage": self.name, "hash": self.hash, "recorded": now(),

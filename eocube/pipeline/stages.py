@@ -10,6 +10,7 @@ layers, as they would for a real city.
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
@@ -141,16 +142,36 @@ def composites(ctx: StageContext, s2_items: list[dict[str, Any]], gb: Any,
 
     cfg = ctx.config
     loaded: list[xr.Dataset] = []  # read failures leave pixels out and are recorded
+    # ... at once in a journal of this attempt (of this tile), so that a resumed write, which
+    # skips the chunks committed before a kill, still records the failures of their reads
+    journal = read_journal(ctx)
     parts = [yearly_median(s2_items, bands=list(SENSORS["s2"][1]), geobox=gb, chunks=ch,
-                           mask=mask_clouds, loaded=loaded)]
+                           mask=mask_clouds, loaded=loaded, failure_journal=journal)]
     if "s1" in cfg.sensors:
         parts.append(yearly_median(items_over(read_items(ctx, "s1"), gb),
-                                   bands=list(S1_BANDS), geobox=gb,
-                                   chunks=ch, mask=mask_s1, loaded=loaded))
+                                   bands=list(S1_BANDS), geobox=gb, chunks=ch,
+                                   mask=mask_s1, loaded=loaded, failure_journal=journal))
     comp = xr.merge(parts, join="inner", compat="override").astype("float32")
     comp.attrs = {"composite": "yearly median", "sensors": ",".join(
         s for s in ("s2", "s1") if s in cfg.sensors)}
     return comp, loaded
+
+
+#: the folder, in a stage's folder or a tile's, where the reads journal their failures
+READ_JOURNAL = "read_failures"
+
+
+def read_journal(ctx: StageContext) -> Path:
+    """The read-failure journal of the stage's current attempt (of the tile being processed,
+    if any): kept when the attempt resumes an unfinished one, emptied when it starts over (a
+    fresh attempt reads everything again and records what fails again)."""
+    d = ctx.dir if ctx.tile is None else ctx.dir / "tiles" / ctx.tile
+    path = d / READ_JOURNAL
+    fresh = ctx.tile_fresh if ctx.tile is not None else not ctx.resume
+    if fresh and path.is_dir():
+        for f in path.glob("*.jsonl"):  # only the journal files the reads write
+            f.unlink()
+    return path  # made by the first failure journalled
 
 
 def record_read_failures(ctx: StageContext, loaded: list[xr.Dataset], /) -> None:

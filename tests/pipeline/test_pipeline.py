@@ -217,3 +217,24 @@ def test_yaml_dates_are_taken_as_dates(tmp_path):
     cfg.write_text("dates: {start: March}\n")
     with pytest.raises(ConfigError, match=r"c\.yaml:1: dates\.start: 'March' is not a date"):
         load_config(cfg)
+
+
+def test_the_cubes_stage_journals_its_read_failures(tiny_run):
+    # every cube the composites read is loaded with the stage's read journal, so a failure
+    # outlives a kill between the write and its record (tests/reliability/test_failure_log.py)
+    import logging
+
+    from eocube.cube import FAILURES, load
+    from eocube.pipeline.config import load_config
+    from eocube.pipeline.runner import RunFolder, StageContext
+    from eocube.pipeline.stages import READ_JOURNAL, composites, read_items
+
+    cfg = load_config(tiny_run / "config.yaml")
+    ctx = StageContext(cfg, RunFolder(tiny_run), "cubes", logging.getLogger("test"))
+    ctx.resume = True  # nothing of the run's folder is touched
+    s2 = read_items(ctx, "s2")
+    gb = load(s2, bands=["SCL"], resolution=cfg.resolution, chunks={}).odc.geobox
+    _, loaded = composites(ctx, s2, gb, {"x": 64, "y": 64})
+    assert len(loaded) >= 2 * 2  # S2 and S1, per year
+    assert {c[FAILURES].attrs.get("eocube:failure_journal") for c in loaded} == {
+        str((tiny_run / "cubes" / READ_JOURNAL).resolve())}

@@ -441,3 +441,27 @@ def test_the_warm_up_of_a_run_follows_its_stages_and_models(tmp_path):
     early = warm_up(cfg.model_copy(update={"stages": ["search", "cubes"]}))
     assert "torch" not in early.modules and early.weights == ()
     assert warm_up(cfg.model_copy(update={"stages": ["search"]})) is None
+
+
+def test_the_read_journal_is_kept_by_a_resumed_attempt_and_emptied_by_a_fresh_one(tmp_path):
+    import logging
+
+    from eocube.pipeline.config import load_config
+    from eocube.pipeline.runner import RunFolder, StageContext
+    from eocube.pipeline.stages import READ_JOURNAL, read_journal
+
+    cfg = load_config(None, output=str(tmp_path / "run"))
+    folder = RunFolder(cfg.output)
+    folder.create()
+    ctx = StageContext(cfg, folder, "cubes", logging.getLogger("test"))
+    j = ctx.dir / READ_JOURNAL
+    j.mkdir(parents=True)
+    (j / "x.jsonl").write_text("{}\n")
+    (j / "notes.txt").write_text("not eocube's")
+    ctx.resume = True
+    assert read_journal(ctx) == j and (j / "x.jsonl").exists()
+    ctx.resume = False
+    assert read_journal(ctx) == j and not (j / "x.jsonl").exists()
+    assert (j / "notes.txt").exists()  # only the journal's own files go
+    ctx.tile, ctx.tile_fresh = "32N-0001-0002", False
+    assert read_journal(ctx) == ctx.dir / "tiles" / "32N-0001-0002" / READ_JOURNAL
