@@ -174,7 +174,8 @@ def city(cache: Path, k: int, base_m: int, workers: int) -> tuple[Path, float]:
     return path, (side / 1000) ** 2
 
 
-def run(archive: Path, kind: str, workers: int, chunk: int) -> dict[str, Any]:
+def run(archive: Path, kind: str, workers: int, chunk: int, tile: int | None = None
+        ) -> dict[str, Any]:
     """One run of the stages; per-stage seconds, tasks and Dask busy time, peak memory."""
     from dask.callbacks import Callback
 
@@ -194,6 +195,8 @@ def run(archive: Path, kind: str, workers: int, chunk: int) -> dict[str, Any]:
     wrapped = {s: log.wrap(s, f) for s, f in fns.items()}
     out = Path(tempfile.mkdtemp(prefix="eocube-scaling-")) / "run"
     kw: dict[str, Any] = dict(output=out, console=False, stages=list(STAGES), chunk=chunk,
+                              **({"inference": {"tile": tile, "overlap": tile // 8}}
+                                 if tile else {}),
                               city={"preset": "tiny", "seed": 0, "archive": str(archive)})
     try:
         if kind == "threads":
@@ -289,6 +292,10 @@ def main() -> None:
                     choices=["cluster", "threads"])
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=128)
+    ap.add_argument("--tile", type=int, default=None,
+                    help="inference tile side (overlap tile/8; default: the run's 384 / 32). "
+                         "A model's memory grows with its tile until the area fills one: "
+                         "a tile no larger than the 1× area compares like with like")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "eocube-bench"),
                     help="where the cities are built once (outside the repository)")
     a = ap.parse_args()
@@ -301,7 +308,7 @@ def main() -> None:
     for k in a.sizes:
         for kind in a.kinds:
             t0 = time.perf_counter()
-            results[(kind, k)] = r = run(archives[k], kind, a.workers, a.chunk)
+            results[(kind, k)] = r = run(archives[k], kind, a.workers, a.chunk, a.tile)
             print(f"  {k}× {kind}: heavy stages {heavy_s(r):.1f} s, run {r['wall']:.1f} s, "
                   f"peak {r['peak'] / 2**20:.0f} MiB (idle {r['idle'] / 2**20:.0f}) "
                   f"[{time.perf_counter() - t0:.0f} s]", flush=True)
