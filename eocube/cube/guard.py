@@ -37,6 +37,7 @@ from eocube.catalog.hrefs import (
     sniff_raster,
 )
 from eocube.errors import ChecksumError, HrefRefused, ReadError
+from eocube.io.paths import append_jsonl, read_jsonl
 
 __all__ = ["FAILURE_CLASSES", "REDACTED_LOGGERS", "FailureClass", "ReadGuard", "Signer",
            "admit", "archive_root", "attempt", "check_size", "classify", "default_policy",
@@ -435,35 +436,15 @@ def journal_file(journal: str | os.PathLike[str], load_id: str, /) -> Path:
 
 
 def _journal_append(journal: str, load_id: str, rec: dict[str, Any]) -> None:
-    """Append ``rec`` as one line, in one ``write`` on an ``O_APPEND`` descriptor (lines of
-    processes writing at once do not interleave), synced before the read goes on."""
+    """Append ``rec`` to ``load_id``'s journal file, synced before the read goes on."""
     path = journal_file(journal, load_id)
-    line = (json.dumps(rec, default=str) + "\n").encode()
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, line)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        append_jsonl(path, rec)
     except OSError as e:  # the record stays in this process; the read itself went on
         logging.getLogger("eocube.cube").warning(
             "read failure of item %s asset %s not journalled in %s: %s", rec["item"],
             rec["asset"], journal, e)
-
-
-def _journal_records(journal: str | os.PathLike[str], load_id: str) -> list[dict[str, Any]]:
-    path = journal_file(journal, load_id)
-    if not path.is_file():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        try:
-            out.append(json.loads(line))
-        except ValueError:  # a line cut short by a kill mid-write
-            continue
-    return out
 
 
 def _local_records(load_id: str) -> list[dict[str, Any]]:
@@ -479,7 +460,7 @@ def failure_records(load_id: str, /, *, journal: str | os.PathLike[str] | None =
     workers (one record per item and asset)."""
     recs = {(r["item"], r["asset"]): r for r in _local_records(load_id)}
     if journal is not None:
-        for r in _journal_records(journal, load_id):
+        for r in read_jsonl(journal_file(journal, load_id)):
             recs.setdefault((r["item"], r["asset"]), r)
     try:
         from distributed import default_client

@@ -93,3 +93,30 @@ def file_sha256(path: str | os.PathLike[str]) -> str:
         for block in iter(lambda: f.read(1 << 20), b""):
             h.update(block)
     return h.hexdigest()
+
+
+def append_jsonl(path: str | os.PathLike[str], record: Mapping[str, Any], /) -> None:
+    """Append one JSON line to ``path`` in one ``write`` on an ``O_APPEND`` descriptor (lines
+    of processes writing at once do not interleave) and sync it (a killed process keeps it)."""
+    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, line)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def read_jsonl(path: str | os.PathLike[str], /) -> list[dict[str, Any]]:
+    """The records of a JSON-lines file, oldest first ([] if there is none); a line cut short
+    by a killed process is left out."""
+    path = Path(path)
+    if not path.is_file():
+        return []
+    out = []
+    for line in path.read_text().splitlines():
+        try:
+            out.append(json.loads(line))
+        except ValueError:
+            continue
+    return out

@@ -33,6 +33,7 @@ from typing import Any
 
 from eocube.errors import ConfigError, EocubeError
 from eocube.io import file_sha256, write_json
+from eocube.io.paths import append_jsonl, read_jsonl
 from eocube.pipeline.config import DEPENDS, RunConfig, stage_hash
 
 __all__ = ["FAILURES_LOG", "MARKER", "RunFolder", "RunResult", "StageContext", "read_failure_log",
@@ -70,28 +71,10 @@ def tree_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def append_jsonl(path: Path, record: Mapping[str, Any], /) -> None:
-    """Append one JSON line to ``path`` and flush it to disk (a killed process keeps it)."""
-    line = (json.dumps(record, sort_keys=True, default=str) + "\n").encode()
-    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, line)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def read_failure_log(root: str | os.PathLike[str], /) -> list[dict[str, Any]]:
     """The failures a run folder's ``failures.jsonl`` holds, oldest first (a line cut short
     by a killed process is left out)."""
-    path = Path(root) / FAILURES_LOG
-    if not path.exists():
-        return []
-    out = []
-    for line in path.read_text().splitlines():
-        with contextlib.suppress(ValueError):
-            out.append(json.loads(line))
-    return out
+    return read_jsonl(Path(root) / FAILURES_LOG)
 
 
 def _dedupe(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
