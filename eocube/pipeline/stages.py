@@ -226,9 +226,25 @@ def cubes_stage(ctx: StageContext) -> None:
     if "vhr" in cfg.sensors:
         items = read_items(ctx, "vhr")
         if items:
-            vhr = load(items, bands=list(SENSORS["vhr"][1]), chunks={"x": 2048, "y": 2048})
+            bands = list(SENSORS["vhr"][1])
+            vhr = load(items, bands=bands, chunks={"x": VHR_MAX_CHUNK, "y": VHR_MAX_CHUNK})
+            side = vhr_chunk(cfg, abs(float(vhr.odc.geobox.resolution.x)))
+            if side < VHR_MAX_CHUNK:  # planning a load is metadata only: plan it again
+                vhr = load(items, bands=bands, chunks={"x": side, "y": side})
             vhr = vhr.isel(time=-1)
             write_zarr(ctx, vhr.astype("float32"), "vhr.zarr")
+
+
+#: the largest VHR chunk side, in VHR pixels
+VHR_MAX_CHUNK = 2048
+
+
+def vhr_chunk(cfg: RunConfig, vhr_resolution: float, /) -> int:
+    """The VHR image's chunk side in its own pixels: the ground the run's ``chunk`` covers at
+    the run's resolution, capped at ``VHR_MAX_CHUNK``, so that the building model's tasks
+    follow the configured chunk and not the area (a fixed 2048 px held a whole 2.6 km image
+    of 2 m pixels in one task: benchmarks/scaling.py, 64 px chunks)."""
+    return max(1, min(VHR_MAX_CHUNK, round(cfg.chunk * cfg.resolution / vhr_resolution)))
 
 
 def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /, *,
