@@ -226,13 +226,7 @@ def cubes_stage(ctx: StageContext) -> None:
     if "vhr" in cfg.sensors:
         items = read_items(ctx, "vhr")
         if items:
-            bands = list(SENSORS["vhr"][1])
-            vhr = load(items, bands=bands, chunks={"x": VHR_MAX_CHUNK, "y": VHR_MAX_CHUNK})
-            side = vhr_chunk(cfg, abs(float(vhr.odc.geobox.resolution.x)))
-            if side < VHR_MAX_CHUNK:  # planning a load is metadata only: plan it again
-                vhr = load(items, bands=bands, chunks={"x": side, "y": side})
-            vhr = vhr.isel(time=-1)
-            write_zarr(ctx, vhr.astype("float32"), "vhr.zarr")
+            write_zarr(ctx, vhr_image(ctx, items), "vhr.zarr")
 
 
 #: the largest VHR chunk side, in VHR pixels
@@ -246,6 +240,19 @@ def vhr_chunk(cfg: RunConfig, vhr_resolution: float, /) -> int:
     of 2 m pixels in one task: benchmarks/scaling.py, 64 px chunks)."""
     return max(1, min(VHR_MAX_CHUNK, round(cfg.chunk * cfg.resolution / vhr_resolution)))
 
+
+
+def vhr_image(ctx: StageContext, items: list[dict[str, Any]], /) -> xr.Dataset:
+    """The latest VHR image of ``items``, lazily, as float32, in chunks of
+    :func:`vhr_chunk` pixels."""
+    from eocube.cube import load
+
+    bands = list(SENSORS["vhr"][1])
+    vhr = load(items, bands=bands, chunks={"x": VHR_MAX_CHUNK, "y": VHR_MAX_CHUNK})
+    side = vhr_chunk(ctx.config, abs(float(vhr.odc.geobox.resolution.x)))
+    if side < VHR_MAX_CHUNK:  # planning a load is metadata only: plan it again
+        vhr = load(items, bands=bands, chunks={"x": side, "y": side})
+    return vhr.isel(time=-1).astype("float32")
 
 def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /, *,
                tile: str | None = None, mode: Literal["resume", "w"] | None = None) -> Any:

@@ -238,3 +238,23 @@ def test_the_cubes_stage_journals_its_read_failures(tiny_run):
     assert len(loaded) >= 2 * 2  # S2 and S1, per year
     assert {c[FAILURES].attrs.get("eocube:failure_journal") for c in loaded} == {
         str((tiny_run / "cubes" / READ_JOURNAL).resolve())}
+
+
+def test_the_vhr_image_is_chunked_by_the_run_chunk_on_the_ground(tiny_run):
+    # a fixed 2048 px chunk made the building model's task grow with the area
+    # (benchmarks/scaling.py); at 64 px run chunks of 10 m, a VHR chunk covers 640 m
+    import logging
+
+    from eocube.pipeline.config import load_config
+    from eocube.pipeline.runner import RunFolder, StageContext
+    from eocube.pipeline.stages import read_items, vhr_chunk, vhr_image
+
+    cfg = load_config(tiny_run / "config.yaml").model_copy(update={"chunk": 64})
+    ctx = StageContext(cfg, RunFolder(tiny_run), "cubes", logging.getLogger("test"))
+    ctx.resume = True  # nothing of the run's folder is touched
+    vhr = vhr_image(ctx, read_items(ctx, "vhr"))
+    res = abs(float(vhr.odc.geobox.resolution.x))
+    side = vhr_chunk(cfg, res)
+    assert side * res == 640 and side < max(vhr.sizes["y"], vhr.sizes["x"])
+    assert {c for v in vhr.data_vars.values() for c in v.data.chunks[-1][:-1]} == {side}
+    assert all(v.dtype == "float32" for v in vhr.data_vars.values())
