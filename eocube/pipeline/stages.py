@@ -241,7 +241,6 @@ def vhr_chunk(cfg: RunConfig, vhr_resolution: float, /) -> int:
     return max(1, min(VHR_MAX_CHUNK, round(cfg.chunk * cfg.resolution / vhr_resolution)))
 
 
-
 def vhr_image(ctx: StageContext, items: list[dict[str, Any]], /) -> xr.Dataset:
     """The latest VHR image of ``items``, lazily, as float32, in chunks of
     :func:`vhr_chunk` pixels."""
@@ -253,6 +252,7 @@ def vhr_image(ctx: StageContext, items: list[dict[str, Any]], /) -> xr.Dataset:
     if side < VHR_MAX_CHUNK:  # planning a load is metadata only: plan it again
         vhr = load(items, bands=bands, chunks={"x": side, "y": side})
     return vhr.isel(time=-1).astype("float32")
+
 
 def write_zarr(ctx: StageContext, data: xr.Dataset | xr.DataArray, name: str, /, *,
                tile: str | None = None, mode: Literal["resume", "w"] | None = None) -> Any:
