@@ -19,7 +19,8 @@ prepared model is also swept, to show how far predict's defaults (tile, overlap,
 device) are from the fastest configuration. The image side is ``k × (tile − overlap) +
 overlap`` so the global tile grid fits it exactly.
 
-    .venv/bin/python benchmarks/infer.py [--quick] [--k 6] [--tile 384] [--overlap 32]
+    .venv/bin/python benchmarks/infer.py [--quick] [--k 6] [--tile 512] [--overlap 24]
+                                         [--blend trim]
 """
 
 from __future__ import annotations
@@ -148,8 +149,8 @@ def prepared_speedups(side: int, tiles: int, repeat: int) -> dict[str, tuple[flo
 
 
 def main() -> None:
-    from eocube.infer.predict import DEFAULT_OVERLAP, DEFAULT_TILE
     from eocube.infer.runtime import BATCH_PIXELS, tune_malloc
+    from eocube.infer.tiling import BLENDS, DEFAULT_BLEND, DEFAULT_OVERLAP, DEFAULT_TILE
 
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="k=3, one repeat, a small sweep")
@@ -157,6 +158,7 @@ def main() -> None:
                     help="tiles per side (4 chunks: more tiles balance them)")
     ap.add_argument("--tile", type=int, default=DEFAULT_TILE)
     ap.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP)
+    ap.add_argument("--blend", default=DEFAULT_BLEND, choices=list(BLENDS))
     ap.add_argument("--batch", type=int, default=None, help="default: by device")
     ap.add_argument("--gpu-k", type=int, default=16, help="tiles per side on GPU")
     ap.add_argument("--repeats", type=int, default=5, help="interleaved repeats (CPU)")
@@ -177,7 +179,7 @@ def main() -> None:
 
     plain, _ = load_model(w, device="cpu")
     model = for_inference(plain)
-    print(f"image {n}×{n} px, tile {a.tile}, overlap {a.overlap}, {k * k} tiles, "
+    print(f"image {n}×{n} px, tile {a.tile}, overlap {a.overlap} ({a.blend}), {k * k} tiles, "
           f"batch {batch}{'' if a.batch else ' (by device)'}, torch threads 1, "
           f"{os.cpu_count()} cores (shared), glibc malloc tuned: {tuned}")
     px = n * n
@@ -196,7 +198,8 @@ def main() -> None:
     # Interleaved, so each repeat gives paired ratios the machine's drift affects least
     n_same = -(-px // a.tile ** 2)
     cube = scene.cube(n, n, 1, chunks=n // 2, bands=BANDS).persist(scheduler="sync")
-    kw = dict(tile=a.tile, overlap=a.overlap, device="cpu", batch_size=a.batch, threads=1)
+    kw = dict(tile=a.tile, overlap=a.overlap, blend=a.blend, device="cpu", batch_size=a.batch,
+              threads=1)
     predict(scene.cube(64, 64, 1, bands=BANDS), w, **kw).compute(scheduler="sync")  # warm
     runs: dict[str, list[float]] = {"plain": [], "same": [], "tiles": [], "pred": []}
     for _ in range(1 if a.quick else a.repeats):
@@ -277,7 +280,8 @@ def gpu(w: Path, a: argparse.Namespace) -> None:
         gb = a.batch or max(1, BATCH_PIXELS["cuda"] // a.tile ** 2)
         bare(model, n, k, dev, amp, gb)
         tb = best(lambda: bare(model, n, k, dev, amp, gb), 2)  # noqa: B023
-        kw = dict(tile=a.tile, overlap=a.overlap, device="cuda", batch_size=a.batch, amp=amp)
+        kw = dict(tile=a.tile, overlap=a.overlap, blend=a.blend, device="cuda",
+                  batch_size=a.batch, amp=amp)
         predict(cube, w, **kw).compute(scheduler="threads", num_workers=2)
         tp = best(lambda: _timed(lambda: predict(cube, w, **kw).compute(  # noqa: B023
             scheduler="threads", num_workers=2)), 2)

@@ -14,7 +14,7 @@ import xarray as xr
 from eocube.errors import ConfigError, GridError, ModelSpecError
 from eocube.infer.blocks import TileJob, blended_tile_graph
 from eocube.infer.runtime import RunOptions, WeightsRef
-from eocube.infer.tiling import Blend, Tiling
+from eocube.infer.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP, DEFAULT_TILE, Blend, Tiling
 from eocube.models.spec import InputSpec, ModelSpec, band_aliases, check_input
 
 if TYPE_CHECKING:
@@ -25,15 +25,13 @@ __all__ = ["predict", "predict_change", "provenance"]
 #: heads of the dense architectures (what ``heads=`` may name)
 HEADS = {"unet": ("out",), "dual_stream_unet": ("out", "sar", "optical"),
          "siam_diff_dual_task": ("out", "seg_t1", "seg_t2")}
-DEFAULT_TILE = 384
-DEFAULT_OVERLAP = 32
 DEFAULT_CHUNK = 1024
 
 Cube = xr.Dataset | xr.DataArray
 
 
 def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /, *,
-            tile: int | None = None, overlap: int | None = None, blend: Blend = "cosine",
+            tile: int | None = None, overlap: int | None = None, blend: Blend = DEFAULT_BLEND,
             batch_size: int | None = None, device: str = "auto", amp: bool = False,
             threads: int | None = None, heads: str | Sequence[str] = "out",
             chunks: Mapping[str, int] | None = None) -> xr.DataArray | xr.Dataset:
@@ -57,14 +55,16 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
         Shipped weights name, ``.safetensors`` path or :class:`WeightsRef`; its ModelSpec
         (bands, normalisation, outputs) is read from the file header, without torch.
     tile, overlap
-        Tile side and overlap in pixels; default ``max(384, patch_size)`` and 32. The overlap
+        Tile side and overlap in pixels; default ``max(512, patch_size)`` and 24. The overlap
         should be about the model's effective receptive field; the halo read from
         neighbouring chunks is one tile, so it always covers it.
     blend
-        ``"cosine"`` or ``"gaussian"`` blending window.
+        The blending window (:class:`~eocube.infer.tiling.Tiling`): ``"trim"`` (weight 0 on
+        the outer quarter of the overlap, a sin² ramp over its middle half), ``"cosine"`` (the
+        ramp over the whole overlap) or ``"gaussian"``.
     batch_size
         Tiles per forward pass; by default as many as fit
-        :data:`~eocube.infer.runtime.BATCH_PIXELS` of the worker's device (on a CPU one 384²
+        :data:`~eocube.infer.runtime.BATCH_PIXELS` of the worker's device (on a CPU one 512²
         tile, or two of 256²: larger batches run slower per pixel there).
     device
         ``"auto"`` (each worker's GPU when it has one, else CPU), ``"cpu"``, ``"cuda"`` …;
@@ -96,7 +96,7 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
 
     Examples
     --------
-    >>> prob = predict(cube, "urban_s2", tile=384, overlap=32)   # doctest: +SKIP
+    >>> prob = predict(cube, "urban_s2", tile=512, overlap=24)   # doctest: +SKIP
     >>> prob.compute()                                            # doctest: +SKIP
     """
     ref = WeightsRef.of(weights)
@@ -108,8 +108,8 @@ def predict(cube: Cube | Mapping[str, Cube], weights: str | Path | WeightsRef, /
 
 def predict_change(before: Cube, after: Cube, weights: str | Path | WeightsRef, /, *,
                    tile: int | None = None, overlap: int | None = None,
-                   blend: Blend = "cosine", batch_size: int | None = None, device: str = "auto",
-                   amp: bool = False, threads: int | None = None,
+                   blend: Blend = DEFAULT_BLEND, batch_size: int | None = None,
+                   device: str = "auto", amp: bool = False, threads: int | None = None,
                    heads: str | Sequence[str] = "out",
                    chunks: Mapping[str, int] | None = None) -> xr.DataArray | xr.Dataset:
     """Lazy predictions of a two-date (change) model over two cubes of one grid.
@@ -162,6 +162,10 @@ def provenance(spec: ModelSpec, ref: WeightsRef, tiling: Tiling, *, amp: bool,
 def _window_doc(t: Tiling) -> str:
     if t.blend == "cosine":
         return f"sin^2 ramp over {t.overlap} px towards neighbouring tiles, 1 elsewhere"
+    if t.blend == "trim":
+        dead = t.overlap // 4
+        return (f"0 over the {dead} px next to a neighbouring tile, sin^2 ramp over the next "
+                f"{t.overlap - 2 * dead} px, 1 elsewhere")
     return f"gaussian sigma={t.tile / 8:g} px, flat towards the image edge"
 
 

@@ -96,7 +96,7 @@ class RunOptions:
     threads: int | None = None
 
 
-#: Pixels per forward pass when the batch size is left to the device: one 384² tile on a CPU,
+#: Pixels per forward pass when the batch size is left to the device: one tile (384²–512²) on a CPU,
 #: where larger batches run slower per pixel once a batch's activations outgrow the caches
 #: (``benchmarks/infer.py`` prints the sweep); a GPU wants large batches.
 BATCH_PIXELS = {"cpu": 2**17, "cuda": 2**22}

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from eocube.errors import ConfigError
+from eocube.infer.tiling import DEFAULT_BLEND, DEFAULT_OVERLAP, DEFAULT_TILE, Blend
 
 __all__ = ["STAGES", "ClusterConfig", "RunConfig", "config_error", "load_config", "stage_hash"]
 
@@ -93,8 +94,11 @@ class ModelsConfig(_Strict):
 
 
 class InferenceConfig(_Strict):
-    tile: Annotated[int, Field(ge=64, le=4096)] = 384
-    overlap: Annotated[int, Field(ge=0, le=256)] = 32
+    """``eocube.infer.predict``'s tiling (its defaults) and device."""
+
+    tile: Annotated[int, Field(ge=64, le=4096)] = DEFAULT_TILE
+    overlap: Annotated[int, Field(ge=0, le=256)] = DEFAULT_OVERLAP
+    blend: Blend = DEFAULT_BLEND
     device: str = "auto"
 
 

@@ -306,7 +306,7 @@ def inference_stage(ctx: StageContext) -> None:
     m, inf = cfg.models, cfg.inference
     # one intra-op thread per forward: Dask runs chunks in parallel, and a fixed count gives
     # the same bits on the threaded scheduler and on any cluster's workers
-    kw = {"tile": inf.tile, "overlap": inf.overlap, "device": inf.device,
+    kw = {"tile": inf.tile, "overlap": inf.overlap, "blend": inf.blend, "device": inf.device,
           "threads": INFERENCE_THREADS}
     comp = open_zarr(ctx, "cubes", "composites.zarr")
     gb = comp.odc.geobox
@@ -475,8 +475,8 @@ def buildings_stage(ctx: StageContext) -> None:
         inf = cfg.inference
         comp = open_zarr(ctx, "cubes", "composites.zarr").isel(time=[-1])
         height = predict_height(read_items(ctx, "s1"), comp, cfg.buildings.height_model,
-                                tile=inf.tile, overlap=inf.overlap, device=inf.device,
-                                threads=1).load()
+                                tile=inf.tile, overlap=inf.overlap, blend=inf.blend,
+                                device=inf.device, threads=1).load()
         write_zarr(ctx, height.rename("height").chunk({"x": cfg.chunk, "y": cfg.chunk}),
                    "height.zarr")
         ctx.properties["eocube:weights_sha256"] = {

@@ -126,7 +126,7 @@ def test_zarr_and_cog_carry_provenance_in_stac_items(unet_path, tmp_path):
     p = item["properties"]
     assert p["eocube:weights_sha256"] == r.attrs["weights_sha256"]
     assert p["eocube:model_spec"]["name"] == "tiny_unet"
-    assert (p["eocube:tile"], p["eocube:overlap"], p["eocube:blend"]) == (48, 8, "cosine")
+    assert (p["eocube:tile"], p["eocube:overlap"], p["eocube:blend"]) == (48, 8, "trim")
     assert (p["start_datetime"], p["end_datetime"]) == ("2019-06-01T00:00:00Z",
                                                         "2020-06-01T00:00:00Z")
     assert p["proj:code"] == "EPSG:32650" and p["proj:shape"] == [64, 96]
