@@ -139,39 +139,38 @@ class _Opaque:
 
 def _tiles(blocks: list[list[np.ndarray]], job: TileJob, win: Box, region: Box, own: Box,
            oy: tuple[int, ...], ox: tuple[int, ...]) -> tuple[np.ndarray, np.ndarray]:
-    """Run the tiles starting in ``own``; return (weighted canvas over ``region``, own-valid)."""
-    a = np.concatenate([np.concatenate(row, axis=-1) for row in blocks], axis=-2)
-    a = a[..., region.y0 - win.y0:region.y1 - win.y0, region.x0 - win.x0:region.x1 - win.x0]
-    own_a = a[..., own.y0 - region.y0:own.y1 - region.y0, own.x0 - region.x0:own.x1 - region.x0]
+    """Run the tiles starting in ``own``; return (weighted canvas over ``region``, own-valid).
+
+    ``blocks`` are the input chunks under ``region`` (the first starts at ``win``'s origin);
+    each tile is normalised piece by piece straight from them into the batch buffer, so the
+    region is never concatenated nor normalised as a whole (that was most of what predict
+    spent outside the model)."""
+    ey = np.cumsum([win.y0] + [row[0].shape[-2] for row in blocks])  # global block edges
+    ex = np.cumsum([win.x0] + [b.shape[-1] for b in blocks[0]])
+    own_a = blocks[int(np.searchsorted(ey, own.y0))][int(np.searchsorted(ex, own.x0))]
     # a pixel without any data in any band gives NaN, not a guess from zeros
-    valid = ~np.isnan(own_a).all(axis=1) if a.dtype.kind == "f" else np.ones(
-        (a.shape[0], *own_a.shape[2:]), bool)
-    z, k = [], 0
-    for inp in job.inputs:
-        n = len(inp.bands)
-        z.append(normalize(a[:, k:k + n], inp, axis=1, fill=0.0))
-        k += n
+    valid = ~np.isnan(own_a).all(axis=1) if own_a.dtype.kind == "f" else np.ones(
+        (own_a.shape[0], *own_a.shape[2:]), bool)
     ny, nx = job.shape
     t = job.tiling
     ty, tx = t.size(ny), t.size(nx)
     nch = sum(job.opts.channels)
-    canvas = np.zeros((a.shape[0], nch, region.y1 - region.y0, region.x1 - region.x0),
-                      np.float32)
-    todo = [(ti, y, x) for ti in range(a.shape[0]) for y in oy for x in ox]
+    nt = own_a.shape[0]
+    canvas = np.zeros((nt, nch, region.y1 - region.y0, region.x1 - region.x0), np.float32)
+    todo = [(ti, y, x) for ti in range(nt) for y in oy for x in ox]
     bs = batch_size(job.opts, ty * tx)
     # one buffer per input, reused by every batch: the tiles are written into it band-last,
     # so the (B, C, H, W) view handed to the model is already channels-last (what a prepared
-    # CPU model runs) and the tile is copied once, not stacked and then re-laid out
-    bufs = [np.empty((min(bs, len(todo)), ty, tx, zi.shape[1]), np.float32) for zi in z]
+    # CPU model runs) and each pixel is copied once, not stacked and then re-laid out
+    bands = np.cumsum([0] + [len(i.bands) for i in job.inputs])
+    bufs = [np.empty((min(bs, len(todo)), ty, tx, len(i.bands)), np.float32)
+            for i in job.inputs]
     for s in range(0, len(todo), bs):
         batch = todo[s:s + bs]
-        ins = []
-        for zi, buf in zip(z, bufs, strict=True):
-            for b, (ti, y, x) in enumerate(batch):
-                np.copyto(buf[b], zi[ti, :, y - region.y0:y - region.y0 + ty,
-                                     x - region.x0:x - region.x0 + tx].transpose(1, 2, 0))
-            ins.append(buf[:len(batch)].transpose(0, 3, 1, 2))
-        heads = forward(job.ref, job.opts, ins)
+        for b, (ti, y, x) in enumerate(batch):
+            _fill(bufs, b, blocks, ey, ex, job.inputs, bands, ti, y, x, ty, tx)
+        heads = forward(job.ref, job.opts, [buf[:len(batch)].transpose(0, 3, 1, 2)
+                                            for buf in bufs])
         p = heads[0] if len(heads) == 1 else np.concatenate(heads, axis=1)
         for (ti, y, x), pb in zip(batch, p, strict=True):
             np.multiply(pb, _window2d(t, ny, nx, y, x), out=pb)
@@ -179,6 +178,25 @@ def _tiles(blocks: list[list[np.ndarray]], job: TileJob, win: Box, region: Box, 
                    x - region.x0:x - region.x0 + tx] += pb
     count("chunks")
     return canvas, valid
+
+
+def _fill(bufs: list[np.ndarray], b: int, blocks: list[list[np.ndarray]], ey: np.ndarray,
+          ex: np.ndarray, inputs: Sequence[InputSpec], bands: np.ndarray, ti: int, y: int,
+          x: int, ty: int, tx: int) -> None:
+    """Write the normalised tile at global ``(y, x)`` of time ``ti`` into slot ``b`` of each
+    input's buffer, from the pieces of the blocks it covers."""
+    for a in range(int(np.searchsorted(ey, y, "right")) - 1, len(ey) - 1):
+        if ey[a] >= y + ty:
+            break
+        y0, y1 = max(y, int(ey[a])), min(y + ty, int(ey[a + 1]))
+        for c in range(int(np.searchsorted(ex, x, "right")) - 1, len(ex) - 1):
+            if ex[c] >= x + tx:
+                break
+            x0, x1 = max(x, int(ex[c])), min(x + tx, int(ex[c + 1]))
+            piece = blocks[a][c][ti, :, y0 - ey[a]:y1 - ey[a], x0 - ex[c]:x1 - ex[c]]
+            for inp, buf, k in zip(inputs, bufs, bands, strict=False):
+                z = normalize(piece[k:k + len(inp.bands)], inp, axis=0, fill=0.0)
+                np.copyto(buf[b, y0 - y:y1 - y, x0 - x:x1 - x], z.transpose(1, 2, 0))
 
 
 def _window2d(t: Tiling, ny: int, nx: int, y: int, x: int) -> np.ndarray:
