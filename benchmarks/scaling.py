@@ -293,7 +293,7 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--chunk", type=int, default=128)
     ap.add_argument("--tile", type=int, default=None,
-                    help="inference tile side (overlap tile/8; default: the run's 384 / 32). "
+                    help="inference tile side (overlap tile/8; default: the run's 512 / 24). "
                          "A model's memory grows with its tile until the area fills one: "
                          "a tile no larger than the 1× area compares like with like")
     ap.add_argument("--cache", default=str(Path.home() / ".cache" / "eocube-bench"),
