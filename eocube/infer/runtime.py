@@ -172,7 +172,7 @@ def get_model(ref: WeightsRef, /, *, device: str = "auto", threads: int | None =
 
 #: glibc ``mallopt`` parameters (malloc.h) and the values :func:`tune_malloc` sets
 _M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
-MALLOC_MMAP_THRESHOLD = 64 << 20  # buffers up to 64 MiB (a 512² tile's largest: 34 MB) in the heap
+MALLOC_MMAP_THRESHOLD = 32 << 20  # glibc's default maximum: buffers up to 32 MiB from the heap
 MALLOC_TRIM_THRESHOLD = 256 << 20  # free heap kept for the next forward pass before release
 
 
@@ -186,10 +186,11 @@ def tune_malloc() -> bool:
     sit right at those limits, and between forward passes predict's own arrays (the chunk, its
     canvas) shift the heap, so each pass could page-fault its ~100 MB of buffers back in:
     tiles inside predict ran 15–50 % slower than the same forward in a loop
-    (``benchmarks/infer.py``). Raising the mmap threshold to 64 MiB and the trim threshold to
+    (``benchmarks/infer.py``). Raising the mmap threshold to 32 MiB and the trim threshold to
     256 MiB keeps them; the cost is that up to 256 MiB of freed heap stays with the process.
-    (At 32 MiB the 34 MB decoder buffers of a 512² tile were still mapped afresh each pass:
-    3–12 % slower forwards inside predict than in a loop.)
+    A 64 MiB threshold (a 512² tile's 34 MB decoder buffers in the heap too) changed neither
+    the forwards' time inside predict nor a pipeline worker's peak memory once predict
+    stopped concatenating each chunk's region, so glibc's default maximum stays.
     """
     if not sys.platform.startswith("linux") or os.environ.get("EOCUBE_TUNE_MALLOC") == "0":
         return False
