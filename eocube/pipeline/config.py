@@ -94,11 +94,15 @@ class ModelsConfig(_Strict):
 
 
 class InferenceConfig(_Strict):
-    """``eocube.infer.predict``'s tiling (its defaults) and device."""
+    """``eocube.infer.predict``'s tiling (its defaults) and device; ``halo``: the pixels of
+    context read around each tile of a tiled run (``tiling``), about the models' receptive
+    field, so that the merged tiles equal the untiled run (within 1e-5 at 32 px on the tiny
+    city; 24 px left differences of 2.6e-5)."""
 
     tile: Annotated[int, Field(ge=64, le=4096)] = DEFAULT_TILE
     overlap: Annotated[int, Field(ge=0, le=256)] = DEFAULT_OVERLAP
     blend: Blend = DEFAULT_BLEND
+    halo: Annotated[int, Field(ge=0, le=1024)] = 32
     device: str = "auto"
 
 

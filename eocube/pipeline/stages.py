@@ -298,7 +298,7 @@ def inference_stage(ctx: StageContext) -> None:
     last year (the change model), building probability on the VHR image where one exists.
 
     On a tiled grid (``tiling``) each tile is predicted from the composites around it (a halo
-    of ``inference.overlap`` pixels, the model's context at the tile's edges), cropped to the
+    of ``inference.halo`` pixels, the model's context at the tile's edges), cropped to the
     tile and committed, then the tiles are merged; the result equals the untiled one within
     the tiled-inference tolerance (``tests/pipeline/test_tiles.py`` measures it)."""
     from eocube.infer import predict, predict_change
@@ -317,7 +317,7 @@ def inference_stage(ctx: StageContext) -> None:
 
         def work(tid: str) -> None:
             t = by_id[tid]
-            ys, xs = t.halo(gb.shape.yx, inf.overlap)
+            ys, xs = t.halo(gb.shape.yx, inf.halo)
             sub = comp.isel(y=ys, x=xs)
             crop = {"y": slice(t.rows.start - ys.start, t.rows.stop - ys.start),
                     "x": slice(t.cols.start - xs.start, t.cols.stop - xs.start)}

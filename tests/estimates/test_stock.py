@@ -79,15 +79,15 @@ def test_ntl_loglog_regression_recovers_power_law():
 @pytest.fixture(scope="module")
 def held_out(request, tmp_path_factory):
     """The held-out model city (seed 1) read from its archive as training reads it: its 100 m
-    cells and last-year composite (the archive is built once, ~2.5 min, and kept in pytest's
-    cache)."""
+    cells and last-year composite (the archive is built once by two processes, ~1 min, read
+    in ~1 min, and kept in pytest's cache)."""
     pytest.importorskip("torch")
     from eocube.models.data import HELD_OUT_SEED, load_city
 
     cache = getattr(request.config, "cache", None)
     where = (cache.mkdir("eocube-model-cities") if cache is not None
              else tmp_path_factory.mktemp("model-cities"))
-    city = load_city(HELD_OUT_SEED, cache_dir=where)
+    city = load_city(HELD_OUT_SEED, cache_dir=where, workers=2)
     return city.cells, city.inputs[city.years[-1]]
 
 

@@ -65,7 +65,7 @@ def test_each_raster_stage_commits_its_tiles_and_lists_them_in_its_item(runs):
 
 def test_the_merged_outputs_equal_the_untiled_run(runs):
     """Composites bit for bit (per-pixel medians); built-up probability within 1e-5 (the
-    fusion U-Net's receptive field fits in a tile's halo of ``inference.overlap`` px); the
+    fusion U-Net's receptive field fits in a tile's halo of ``inference.halo`` px); the
     change probability within the tiled-inference tolerance (Siam-Diff's ASPP pools the whole
     window it sees, so a tile with its halo and the whole grid give it other context, as
     predict's own windows do on a grid larger than one); per-pixel change bit for bit from
