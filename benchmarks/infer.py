@@ -201,14 +201,19 @@ def main() -> None:
     kw = dict(tile=a.tile, overlap=a.overlap, blend=a.blend, device="cpu", batch_size=a.batch,
               threads=1)
     predict(scene.cube(64, 64, 1, bands=BANDS), w, **kw).compute(scheduler="sync")  # warm
-    runs: dict[str, list[float]] = {"plain": [], "same": [], "tiles": [], "pred": []}
+    runs: dict[str, list[float]] = {"plain": [], "same": [], "tiles": [], "pred": [],
+                                    "model": []}
+    inside = _ForwardClock()  # predict's time inside the model's forward, per run
     for _ in range(1 if a.quick else a.repeats):
         runs["plain"].append(_bare_tiles(plain, a.tile, n_same, batch, cpu)
                              * px / (n_same * a.tile ** 2))
         runs["same"].append(_bare_tiles(model, a.tile, n_same, batch, cpu)
                             * px / (n_same * a.tile ** 2))
         runs["tiles"].append(_bare_tiles(model, a.tile, k * k, batch, cpu))
-        runs["pred"].append(_timed(lambda: predict(cube, w, **kw).compute(scheduler="sync")))
+        with inside:
+            runs["pred"].append(_timed(lambda: predict(cube, w, **kw).compute(
+                scheduler="sync")))
+        runs["model"].append(inside.seconds)
     t_plain, t_bare, t_tiles, t_pred = (min(runs[c]) for c in ("plain", "same", "tiles", "pred"))
 
     def paired(ref: str) -> list[float]:
@@ -231,6 +236,11 @@ def main() -> None:
     med_plain, med_same = (float(np.median(paired(r))) for r in ("plain", "same"))
     print(f"  predict against the bare forward of load_model's model: {t_pred / t_plain - 1:+.0%}"
           f" best-of, {med_plain - 1:+.0%} median of paired repeats (target ≤ +20 %)")
+    outside = [p - m for p, m in zip(runs["pred"], runs["model"], strict=True)]
+    print("  predict's time inside the model's forward calls: "
+          + " ".join(f"{m:.2f}" for m in runs["model"]) + " s (bare forward over the same "
+          "tiles: " + " ".join(f"{t:.2f}" for t in runs["tiles"]) + " s); outside them: "
+          + " ".join(f"{o:.2f}" for o in outside) + " s")
     print(f"  against the same prepared model: overlap {t_tiles / t_bare - 1:+.0%} "
           f"({(a.tile / stride) ** 2 - 1:+.0%} pixels), tiling+blending+dask "
           f"{t_pred / t_tiles - 1:+.0%}; total {t_pred / t_bare - 1:+.0%} best-of, "
@@ -287,6 +297,32 @@ def gpu(w: Path, a: argparse.Namespace) -> None:
             scheduler="threads", num_workers=2)), 2)
         print(f"  {'bf16 AMP' if amp else 'fp32':8s} bare {km2 / tb:8.1f} km²/s   predict "
               f"{km2 / tp:8.1f} km²/s   ({tp / tb:.2f}× bare)")
+
+
+class _ForwardClock:
+    """Within ``with``: the seconds predict's tasks spend in the model's forward calls
+    (``eocube.infer.blocks.forward``, timed around each call); the rest of predict is
+    normalising, cutting, blending and Dask."""
+
+    def __enter__(self) -> _ForwardClock:
+        import eocube.infer.blocks as blocks
+
+        self.seconds, self._orig = 0.0, blocks.forward
+
+        def timed(*args):
+            t0 = time.perf_counter()
+            try:
+                return self._orig(*args)
+            finally:
+                self.seconds += time.perf_counter() - t0
+
+        blocks.forward = timed
+        return self
+
+    def __exit__(self, *exc) -> None:
+        import eocube.infer.blocks as blocks
+
+        blocks.forward = self._orig
 
 
 def _timed(f) -> float:

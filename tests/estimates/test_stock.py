@@ -78,17 +78,29 @@ def test_ntl_loglog_regression_recovers_power_law():
 
 @pytest.fixture(scope="module")
 def held_out(request, tmp_path_factory):
-    """The held-out model city (seed 1) read from its archive as training reads it: its 100 m
-    cells and last-year composite (the archive is built once by two processes, ~1 min, read
-    in ~1 min, and kept in pytest's cache)."""
+    """The held-out model city (seed 1): its 100 m cells and last-year composite, read from its
+    archive with the functions training reads it with (``read_city``), the last year only
+    (the archive is built once by two processes, ~1 min, and kept in pytest's cache)."""
+    import warnings
+
     pytest.importorskip("torch")
-    from eocube.models.data import HELD_OUT_SEED, load_city
+    from eocube.models.data import (
+        HELD_OUT_SEED,
+        city_archive,
+        composite_inputs,
+        s2_grid,
+        stock_cells,
+    )
 
     cache = getattr(request.config, "cache", None)
     where = (cache.mkdir("eocube-model-cities") if cache is not None
              else tmp_path_factory.mktemp("model-cities"))
-    city = load_city(HELD_OUT_SEED, cache_dir=where, workers=2)
-    return city.cells, city.inputs[city.years[-1]]
+    archive = city_archive(HELD_OUT_SEED, cache_dir=where, workers=2)
+    gb = s2_grid(archive)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # all-NaN pixels stay NaN
+        optical = composite_inputs(archive, geobox=gb).isel(time=-1, drop=True).load()
+    return stock_cells(archive, geobox=gb), optical
 
 
 @pytest.fixture(scope="module")
