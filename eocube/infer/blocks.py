@@ -194,7 +194,7 @@ def _fill(bufs: list[np.ndarray], b: int, blocks: list[list[np.ndarray]], ey: np
                 break
             x0, x1 = max(x, int(ex[c])), min(x + tx, int(ex[c + 1]))
             piece = blocks[a][c][ti, :, y0 - ey[a]:y1 - ey[a], x0 - ex[c]:x1 - ex[c]]
-            for inp, buf, k in zip(inputs, bufs, bands, strict=False):
+            for inp, buf, k in zip(inputs, bufs, bands[:-1], strict=True):
                 z = normalize(piece[k:k + len(inp.bands)], inp, axis=0, fill=0.0)
                 np.copyto(buf[b, y0 - y:y1 - y, x0 - x:x1 - x], z.transpose(1, 2, 0))
 

@@ -163,9 +163,8 @@ def _window_doc(t: Tiling) -> str:
     if t.blend == "cosine":
         return f"sin^2 ramp over {t.overlap} px towards neighbouring tiles, 1 elsewhere"
     if t.blend == "trim":
-        dead = t.overlap // 4
-        return (f"0 over the {dead} px next to a neighbouring tile, sin^2 ramp over the next "
-                f"{t.overlap - 2 * dead} px, 1 elsewhere")
+        return (f"0 over the {t.dead} px next to a neighbouring tile, sin^2 ramp over the next "
+                f"{t.overlap - 2 * t.dead} px, 1 elsewhere")
     return f"gaussian sigma={t.tile / 8:g} px, flat towards the image edge"
 
 

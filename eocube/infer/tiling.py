@@ -13,14 +13,14 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 
 from eocube.errors import ConfigError
 
 Blend = Literal["trim", "cosine", "gaussian"]
-BLENDS: tuple[str, ...] = ("trim", "cosine", "gaussian")
+BLENDS: tuple[str, ...] = get_args(Blend)
 
 #: the defaults of ``predict`` and of a run's ``inference``: on the overlap study
 #: (``benchmarks/overlap.py``) 512 / 24 with the "trim" window is closer to the model run on
@@ -56,7 +56,7 @@ class Tiling:
 
     tile: int
     overlap: int
-    blend: Blend = "trim"
+    blend: Blend = DEFAULT_BLEND
 
     def __post_init__(self) -> None:
         if int(self.tile) != self.tile or self.tile < 1:
@@ -66,6 +66,12 @@ class Tiling:
                               f"tile={self.tile}; use e.g. overlap={self.tile // 8}")
         if self.blend not in BLENDS:
             raise ConfigError(f"blend={self.blend!r}: use one of {', '.join(map(repr, BLENDS))}")
+
+    @property
+    def dead(self) -> int:
+        """Pixels at a tile's edge towards a neighbour that get weight 0 (``"trim"``: the
+        outer quarter of the overlap; 0 for the other windows)."""
+        return _dead(self.overlap, self.blend)
 
     @property
     def stride(self) -> int:
@@ -128,7 +134,7 @@ def _window(tile: int, overlap: int, blend: str, n: int, origin: int) -> np.ndar
         return w
     w = np.ones(t)
     if overlap:
-        ramp = _ramp(overlap, overlap // 4 if blend == "trim" else 0)
+        ramp = _ramp(overlap, _dead(overlap, blend))
         k = min(overlap, t)
         if lo:
             w[:k] = np.minimum(w[:k], ramp[:k])
@@ -136,6 +142,10 @@ def _window(tile: int, overlap: int, blend: str, n: int, origin: int) -> np.ndar
             w[t - k:] = np.minimum(w[t - k:], ramp[:k][::-1])
     w.setflags(write=False)
     return w
+
+
+def _dead(overlap: int, blend: str) -> int:
+    return overlap // 4 if blend == "trim" else 0
 
 
 def _ramp(overlap: int, dead: int) -> np.ndarray:

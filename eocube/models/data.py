@@ -248,25 +248,23 @@ def city_archive(seed: int, /, *, spec: CitySpec | None = None,
 
 
 def load_city(seed: int, /, *, spec: CitySpec | None = None,
-              cache_dir: str | Path | None = None, workers: int = 1) -> CityData:
+              cache_dir: str | Path | None = None) -> CityData:
     """Build the city's STAC archive (or find it in ``cache_dir``) and load everything the
     models need from it through ``eocube.cube`` (``read_city``).
 
     With ``cache_dir`` the archive stays there (``<cache_dir>/<city_key>/archive``) and what
     is loaded from it is kept beside it as Zarr (``derived-v<DERIVED_VERSION>/``), so a second
     call reads it back; without it the archive is built in a temporary folder and removed once
-    loaded. ``workers`` processes build the archive (``build_city``; the same bytes).
+    loaded.
     """
     spec = spec or city_spec()
     if cache_dir is None:
         with tempfile.TemporaryDirectory(prefix="eocube-city-") as d:
-            return read_city(city_archive(seed, spec=spec, cache_dir=d, workers=workers),
-                             seed=seed, spec=spec)
+            return read_city(city_archive(seed, spec=spec, cache_dir=d), seed=seed, spec=spec)
     root = Path(cache_dir) / city_key(seed, spec) / f"derived-v{DERIVED_VERSION}"
     if (root / "done").exists():
         return _read_cached(root, seed, spec)
-    city = read_city(city_archive(seed, spec=spec, cache_dir=cache_dir, workers=workers),
-                     seed=seed, spec=spec)
+    city = read_city(city_archive(seed, spec=spec, cache_dir=cache_dir), seed=seed, spec=spec)
     parts = {**{f"inputs-{y}": city.inputs[y] for y in city.years},
              **{f"builtup-{y}": city.builtup[y].to_dataset() for y in city.years},
              "vhr": city.vhr.to_dataset(), "building": city.building.to_dataset(),

@@ -51,6 +51,7 @@ def test_trim_gives_no_weight_to_the_outer_quarter_of_the_overlap():
     cosine = Tiling(tile, overlap, "cosine").window(n, 48)
     assert np.all(cosine[:4] > 0)  # the full ramp keeps some weight at the tile's edge
     assert Tiling(tile, overlap).blend == "trim"  # the default
+    assert (Tiling(tile, overlap, "trim").dead, Tiling(tile, overlap, "cosine").dead) == (4, 0)
 
 
 def test_weight_sum_of_a_window_equals_the_slice_of_the_whole():
